@@ -1,0 +1,23 @@
+"""Every notebook in nbs/ executed as `nbdev_test` would (cells flagged with settings.ini's `tst_flags` skipped),
+one pytest item each, so that the suite ends with pytest's summary line.
+Set UPGD_NB_TEST_FLAGS="slow" (space separated) to also run the cells with those flags."""
+import os
+from pathlib import Path
+import pytest
+from nbdev.config import get_config
+from nbdev.doclinks import nbglob
+from nbdev.test import test_nb as run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG = get_config(path=ROOT)
+NBS = ROOT/CFG.nbs_path
+
+def _kept(p:Path) -> bool: return not any((d/'.notest').exists() for d in p.relative_to(NBS).parents if (NBS/d) != NBS) and not (p.parent/'.notest').exists()
+
+NOTEBOOKS = [p for p in sorted(nbglob(NBS, as_path=True)) if _kept(p)]
+
+@pytest.mark.parametrize('nb', NOTEBOOKS, ids=[str(p.relative_to(NBS)) for p in NOTEBOOKS])
+def test_notebook(nb):
+    ok, secs = run_notebook(nb, skip_flags=CFG.tst_flags.split(), force_flags=os.environ.get('UPGD_NB_TEST_FLAGS', '').split(),
+                       basepath=CFG.config_path)
+    assert ok, f'{nb.name} failed: the traceback is in the captured stderr above'
