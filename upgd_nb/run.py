@@ -45,6 +45,7 @@ class RunConfig:
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
     threads: int = P(1, 'torch CPU threads (1 is fastest at batch size 1; bit-identical results need the same count)')
     data_root: str = P('', "'' = $UPGD_NB_DATA, else data/ in the repository")
+    verify_data: bool = P(True, 'check the data files: official checksums, sample counts and label range')
     out_root: str = P('', "'' = $UPGD_NB_OUTPUTS, else outputs/ in the repository")
     checkpoint_every: int = P(50_000, 'steps between checkpoints (taken at the next window end)')
     if_exists: str = P('resume', "a finished run is kept and loaded ('resume', which also continues a killed run), "
@@ -152,7 +153,7 @@ def learner_kwargs(c:RunConfig) -> dict:
 def build(c:RunConfig, device=None):
     "Stream, network spec and learner for config `c` (loads the data: errors come before any compute)."
     dev = device or get_device(c.device)
-    stream = make_task(c.task, c.seed, c.change_freq or None, c.data_root or None, dev)
+    stream = make_task(c.task, c.seed, c.change_freq or None, c.data_root or None, dev, c.verify_data)
     spec = net_spec(c, stream)
     net = build_net(spec, stream.n_inputs, stream.n_outputs, generator(c.seed, 'init')).to(dev)
     return stream, spec, learners[c.learner](net, stream.loss, **learner_kwargs(c))
