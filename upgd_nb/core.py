@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 # %% auto 0
-__all__ = ['repo_root', 'data_root', 'outputs_root', 'derive_seed', 'generator', 'get_device', 'git_info', 'env_info']
+__all__ = ['repo_root', 'data_root', 'outputs_root', 'derive_seed', 'generator', 'get_device', 'git_info', 'cpu_name', 'env_info']
 
 # %% ../nbs/00_core.ipynb
 def repo_root(start:str|Path|None=None, # where to start looking (default: current directory)
@@ -76,10 +76,18 @@ def _version(pkg):
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
 
+def cpu_name() -> str:
+    "The CPU model (from /proc/cpuinfo on Linux), else what `platform` knows."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
 def env_info(device:str|torch.device='cpu') -> dict:
     "Git state, package versions, Python, platform and device description for a run's `config.json`."
     d = torch.device(device)
-    dev = torch.cuda.get_device_name(d) if d.type == 'cuda' else (platform.processor() or platform.machine())
+    dev = torch.cuda.get_device_name(d) if d.type == 'cuda' else cpu_name()
     return dict(git=git_info(), python=sys.version.split()[0], platform=platform.platform(),
                 packages={p: _version(p) for p in _PKGS}, device=str(d), device_name=dev,
-                torch_threads=torch.get_num_threads(), cuda=torch.version.cuda)
+                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch_cuda_build=torch.version.cuda)

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from .core import outputs_root, get_device, generator, env_info, repo_root
 from .tasks import tasks, ALIASES, make_task
 from .nets import ACTS, build_net, n_params
