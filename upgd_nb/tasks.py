@@ -4,9 +4,10 @@
 
 # %% ../nbs/20_tasks.ipynb 2
 from __future__ import annotations
+import functools
 import torch
 from .core import derive_seed
-from .data import load, to_unit
+from .data import DATASETS, load, to_unit
 
 # %% auto 0
 __all__ = ['tasks', 'MLP', 'LINEAR_MLP', 'ALIASES', 'Stream', 'ImageStream', 'ToyStream', 'task', 'input_permuted_mnist',
@@ -129,45 +130,48 @@ class ToyStream(ToyStream):
 # %% ../nbs/20_tasks.ipynb
 tasks = {}
 def task(f):
-    "Register a task function under its own name."
-    tasks[f.__name__] = f
-    return f
+    "Register a task function under its own name, which also becomes the name of the streams it builds."
+    @functools.wraps(f)
+    def build(**kw):
+        s = f(**kw); s.name = f.__name__
+        return s
+    tasks[f.__name__] = build
+    return build
 
 MLP = dict(kind='mlp', hidden=(300, 150), act='relu')
+
+def _images(dataset, permute, f, seed, change_freq, root, device, verify, **kw) -> ImageStream:
+    "A stream over the training split of `dataset`, with a new `permute` every `change_freq` (default `f`) steps."
+    x, y = load(dataset, 'train', root, device, verify)
+    return ImageStream(x, y, DATASETS[dataset].n_classes, permute, (change_freq or f) if permute else None, seed, device=device, **kw)
 
 # %% ../nbs/20_tasks.ipynb
 @task
 def input_permuted_mnist(seed=0, change_freq=None, root=None, device='cpu', verify=True):
     "MNIST train (60k), a new pixel permutation every 5,000 steps (200 tasks in 1M steps); MLP 784-300-150-10."
-    x, y = load('mnist', 'train', root, device, verify)
-    return ImageStream(x, y, 10, 'input', change_freq or 5000, seed, name='input_permuted_mnist', device=device, net=MLP)
+    return _images('mnist', 'input', 5000, seed, change_freq, root, device, verify, net=MLP)
 
 @task
 def label_permuted_emnist(seed=0, change_freq=None, root=None, device='cpu', verify=True):
     "EMNIST `balanced` train (112,800), 47 classes relabelled every 2,500 steps (400 tasks); MLP 784-300-150-47."
-    x, y = load('emnist_balanced', 'train', root, device, verify)
-    return ImageStream(x, y, 47, 'label', change_freq or 2500, seed, name='label_permuted_emnist', device=device, net=MLP)
+    return _images('emnist_balanced', 'label', 2500, seed, change_freq, root, device, verify, net=MLP)
 
 @task
 def label_permuted_emnist_letters(seed=0, change_freq=None, root=None, device='cpu', verify=True):
     "EMNIST `letters` train (124,800), 26 classes relabelled every 2,500 steps. A stand-in for `balanced` where only `letters` is available."
-    x, y = load('emnist_letters', 'train', root, device, verify)
-    return ImageStream(x, y, 26, 'label', change_freq or 2500, seed, name='label_permuted_emnist_letters', device=device, net=MLP)
+    return _images('emnist_letters', 'label', 2500, seed, change_freq, root, device, verify, net=MLP)
 
 # %% ../nbs/20_tasks.ipynb
 @task
 def label_permuted_cifar10(seed=0, change_freq=None, root=None, device='cpu', verify=True):
     "CIFAR-10 train (50k), 10 classes relabelled every 2,500 steps; images stay 3×32×32 for the paper's CNN."
-    x, y = load('cifar10', 'train', root, device, verify)
-    return ImageStream(x, y, 10, 'label', change_freq or 2500, seed, flatten=False, name='label_permuted_cifar10',
-                       device=device, net=dict(kind='cnn'))
+    return _images('cifar10', 'label', 2500, seed, change_freq, root, device, verify, flatten=False, net=dict(kind='cnn'))
 
 @task
 def stationary_mnist(seed=0, change_freq=None, root=None, device='cpu', verify=True):
     "MNIST train without any change (App. G); metrics are still binned in windows of 5,000 steps."
     if change_freq: raise ValueError('stationary_mnist has no tasks; it takes no change_freq')
-    x, y = load('mnist', 'train', root, device, verify)
-    return ImageStream(x, y, 10, None, None, seed, window=5000, name='stationary_mnist', device=device, net=MLP)
+    return _images('mnist', None, None, seed, None, root, device, verify, window=5000, net=MLP)
 
 # %% ../nbs/20_tasks.ipynb
 LINEAR_MLP = dict(kind='mlp', hidden=(300, 150), act='identity')
@@ -201,8 +205,7 @@ def synthetic_images(n:int=600, side:int=8, n_classes:int=4):
 def synthetic(seed=0, change_freq=None, root=None, device='cpu', verify=True):
     "Input-permuted synthetic images (64 pixels, 4 classes), a new permutation every 100 steps: for tests."
     x, y = synthetic_images()
-    return ImageStream(x, y, 4, 'input', change_freq or 100, seed, name='synthetic', device=device,
-                       net=dict(kind='mlp', hidden=(32, 16), act='relu'))
+    return ImageStream(x, y, 4, 'input', change_freq or 100, seed, device=device, net=dict(kind='mlp', hidden=(32, 16), act='relu'))
 
 # %% ../nbs/20_tasks.ipynb
 ALIASES = dict(mnist='input_permuted_mnist', emnist='label_permuted_emnist',
