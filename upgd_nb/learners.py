@@ -4,13 +4,14 @@
 
 # %% ../nbs/40_learners.ipynb 2
 from __future__ import annotations
+import inspect
 import torch
 from torch import nn
 import torch.nn.functional as F
 from .nets import param_groups
 
 # %% auto 0
-__all__ = ['LOSSES', 'learners', 'Learner', 'learner', 'sgd']
+__all__ = ['LOSSES', 'learners', 'Learner', 'learner', 'sgd', 'learner_params']
 
 # %% ../nbs/40_learners.ipynb
 LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
@@ -49,7 +50,12 @@ def learner(f):
 def sgd(net:nn.Module, loss:str='ce',
         lr:float=0.01, # step size α
         weight_decay:float=0.0, # λ, coupled: θ ← θ − α(g + λθ)
-        **_) -> Learner:
+       ) -> Learner:
     "Plain SGD (with optional L2 weight decay), the paper's SGD/SGDW baseline."
     groups = [dict(g, lr=0.) if g['gate'] else g for g in param_groups(net)]
     return Learner(net, torch.optim.SGD(groups, lr=lr, weight_decay=weight_decay), loss)
+
+# %% ../nbs/40_learners.ipynb
+def learner_params(name:str) -> list[str]:
+    "Names of the hyperparameters that learner `name` takes."
+    return [p for p in inspect.signature(learners[name]).parameters if p not in ('net', 'loss')]

@@ -14,10 +14,10 @@ from tqdm import tqdm
 from .core import outputs_root, get_device, generator, env_info, repo_root
 from .tasks import tasks, ALIASES, make_task
 from .nets import ACTS, build_net, n_params
-from .learners import learners
+from .learners import learners, learner_params
 
 # %% auto 0
-__all__ = ['IDENTITY', 'FINAL', 'P', 'RunConfig', 'ConfigError', 'identity', 'run_id', 'run_dir', 'net_spec', 'learner_kwargs',
+__all__ = ['IDENTITY', 'FINAL', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id', 'run_dir', 'net_spec',
            'build', 'read_config', 'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'run', 'task_table',
            'plot_curve', 'parse_params', 'launch', 'main']
 
@@ -26,7 +26,7 @@ def P(default, help:str, group:str='io', choices=None):
     "A `RunConfig` field: default, one-line help, group and (optionally) its valid choices."
     return field(default=default, metadata=dict(help=help, group=group, choices=choices))
 
-IDENTITY = ('task', 'network', 'learner', 'run')
+IDENTITY = ('task', 'network', 'run')  # plus the learner and the hyperparameters it takes
 
 @dataclass
 class RunConfig:
@@ -91,6 +91,11 @@ def _choice_errors(c) -> list[str]:
         if ch and getattr(c, f.name) not in ch: e.append(f'{f.name} must be one of {list(ch)}, got {getattr(c, f.name)!r}')
     try: get_device(c.device)
     except ValueError as x: e.append(str(x))
+    if c.learner in learners:
+        takes = learner_params(c.learner)
+        for f in fields(c):
+            if f.metadata['group'] == 'learner' and f.name not in ('learner', *takes) and getattr(c, f.name) != f.default:
+                e.append(f'{f.name} is not a hyperparameter of learner {c.learner!r}, which takes {takes}')
     return e
 
 # %% ../nbs/50_run.ipynb
@@ -122,10 +127,14 @@ def _from_ns(cls, ns:dict) -> RunConfig:
 RunConfig.make, RunConfig.from_ns = classmethod(_make), classmethod(_from_ns)
 
 # %% ../nbs/50_run.ipynb
+def learner_kwargs(c:RunConfig) -> dict:
+    "The hyperparameters that the learner of `c` takes, with their values in `c`."
+    return {k: getattr(c, k) for k in learner_params(c.learner)}
+
 def identity(c:RunConfig) -> dict:
-    "The parameters that determine what a run computes (with the device resolved to its type)."
+    "What a run computes: task, network and run parameters, the learner with its own hyperparameters, the device type."
     d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY}
-    return {**d, 'device': get_device(c.device).type}
+    return {**d, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type}
 
 def run_id(c:RunConfig) -> str:
     "Folder name of the run: task, learner, seed and an 8-hex hash of its identity."
@@ -144,10 +153,6 @@ def net_spec(c:RunConfig, stream) -> dict:
         if c.hidden: spec['hidden'] = tuple(int(h) for h in c.hidden.replace(' ', '').split(','))
         if c.act: spec['act'] = c.act
     return spec
-
-def learner_kwargs(c:RunConfig) -> dict:
-    "The learner-group hyperparameters of `c`, as keywords for the learner function."
-    return {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'learner' and f.name != 'learner'}
 
 # %% ../nbs/50_run.ipynb
 def build(c:RunConfig, device=None):
