@@ -9,9 +9,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .nets import param_groups
+from .optim import SGD, UPGD
 
 # %% auto 0
-__all__ = ['LOSSES', 'learners', 'Learner', 'learner', 'sgd', 'learner_params']
+__all__ = ['LOSSES', 'learners', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'shrink_and_perturb', 'upgd']
 
 # %% ../nbs/40_learners.ipynb
 LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
@@ -46,16 +47,30 @@ def learner(f):
     learners[f.__name__] = f
     return f
 
-@learner
-def sgd(net:nn.Module, loss:str='ce',
-        lr:float=0.01, # step size α
-        weight_decay:float=0.0, # λ, coupled: θ ← θ − α(g + λθ)
-       ) -> Learner:
-    "Plain SGD (with optional L2 weight decay), the paper's SGD/SGDW baseline."
-    groups = [dict(g, lr=0.) if g['gate'] else g for g in param_groups(net)]
-    return Learner(net, torch.optim.SGD(groups, lr=lr, weight_decay=weight_decay), loss)
-
-# %% ../nbs/40_learners.ipynb
 def learner_params(name:str) -> list[str]:
     "Names of the hyperparameters that learner `name` takes."
-    return [p for p in inspect.signature(learners[name]).parameters if p not in ('net', 'loss')]
+    return [p for p in inspect.signature(learners[name]).parameters if p not in ('net', 'loss', 'gen')]
+
+# %% ../nbs/40_learners.ipynb
+@learner
+def sgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0) -> Learner:
+    "SGD, or SGDW with λ > 0: θ ← (1 − αλ)θ − αg (the reference's coupled θ − α(g + λθ), the same rule)."
+    return Learner(net, SGD(param_groups(net), lr, weight_decay), loss)
+
+@learner
+def pgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, sigma:float=0.1) -> Learner:
+    "Perturbed gradient descent: θ ← θ − α(g + σξ)."
+    return Learner(net, SGD(param_groups(net), lr, sigma=sigma, generator=gen), loss)
+
+@learner
+def shrink_and_perturb(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, sigma:float=0.1, weight_decay:float=0.01) -> Learner:
+    "Shrink & Perturb: θ ← (1 − αλ)θ − α(g + σξ)."
+    return Learner(net, SGD(param_groups(net), lr, weight_decay, sigma, gen), loss)
+
+# %% ../nbs/40_learners.ipynb
+@learner
+def upgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0, beta_utility:float=0.9999,
+         sigma:float=0.1, scope:str='global', protect:bool=True, eta:str='raw', eta_min:float=1e-8, step_factor:float=1.0) -> Learner:
+    "Weight-wise UPGD with the first-order utility."
+    return Learner(net, UPGD(param_groups(net), lr, weight_decay, beta_utility, sigma, scope, protect, eta, eta_min or None,
+                             step_factor, gen), loss)
