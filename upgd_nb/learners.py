@@ -10,9 +10,10 @@ from torch import nn
 import torch.nn.functional as F
 from .nets import param_groups
 from .optim import SGD, UPGD
+from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
 
 # %% auto 0
-__all__ = ['LOSSES', 'learners', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'shrink_and_perturb', 'upgd']
+__all__ = ['LOSSES', 'learners', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'shrink_and_perturb', 'upgd', 'adamw']
 
 # %% ../nbs/40_learners.ipynb
 LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
@@ -74,3 +75,20 @@ def upgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:flo
     "Weight-wise UPGD with the first-order utility."
     return Learner(net, UPGD(param_groups(net), lr, weight_decay, beta_utility, sigma, scope, protect, eta, eta_min or None,
                              step_factor, gen), loss)
+
+# %% ../nbs/40_learners.ipynb
+@learner
+def adamw(net:nn.Module, loss:str='ce', gen=None, lr:float=1e-4, beta1:float=0.9, beta2:float=0.999, eps:float=1e-8,
+          weight_decay:float=0.0) -> Learner:
+    "AdamW (decoupled weight decay)."
+    return Learner(net, _adamw(param_groups(net), lr, beta1, beta2, eps, weight_decay), loss)
+
+def _streaming(importance:str):
+    def f(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, kappa:float=0.01, beta_weight:float=0.999,
+          beta_importance:float=0.999) -> Learner:
+        return Learner(net, StreamingReg(param_groups(net), lr, kappa, beta_weight, beta_importance, importance), loss)
+    f.__name__ = f.__qualname__ = f's_{importance}'
+    f.__doc__ = f"Streaming regularizer S-{importance.upper()}: θ ← θ − α[g + κΩ⊙(θ − w̄)] (upgd_nb.baselines)."
+    return learner(f)
+
+for _imp in IMPORTANCES: _streaming(_imp)
