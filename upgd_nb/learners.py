@@ -10,6 +10,7 @@ from torch import nn
 import torch.nn.functional as F
 from .nets import param_groups
 from .optim import SGD, UPGD
+from .hesscale import hesscale
 from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
 
 # %% auto 0
@@ -20,9 +21,11 @@ LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
 
 class Learner:
     "Online learner: owns `net`, `opt` and the `loss` ('ce' or 'mse'); uses no task identities."
-    def __init__(self, net:nn.Module, opt:torch.optim.Optimizer, loss:str='ce'):
+    def __init__(self, net:nn.Module, opt:torch.optim.Optimizer, loss:str='ce',
+                 hess:bool=False, # compute the HesScale diagonal after each backward (second-order UPGD)
+                ):
         if loss not in LOSSES: raise ValueError(f'loss must be one of {sorted(LOSSES)}, got {loss!r}')
-        self.net, self.opt, self.loss = net, opt, loss
+        self.net, self.opt, self.loss, self.hess = net, opt, loss, hess
 
     def observe(self, x:torch.Tensor, y:torch.Tensor) -> dict:
         "Predict `x`, score it against `y` before updating (loss, and `correct` for 'ce'), then take one step."
@@ -30,6 +33,7 @@ class Learner:
         out = self.net(x)
         loss = LOSSES[self.loss](out, y)
         loss.backward()
+        if self.hess: hesscale(self.net, x, y, self.loss, save=True)
         self.opt.step()
         res = dict(loss=loss.detach())
         if self.loss == 'ce': res['correct'] = (out.detach().argmax(-1) == y).float().mean()
@@ -71,10 +75,11 @@ def shrink_and_perturb(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, si
 # %% ../nbs/40_learners.ipynb
 @learner
 def upgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0, beta_utility:float=0.9999,
-         sigma:float=0.1, scope:str='global', protect:bool=True, eta:str='raw', eta_min:float=1e-8, step_factor:float=1.0) -> Learner:
-    "Weight-wise UPGD with the first-order utility."
+         sigma:float=0.1, scope:str='global', protect:bool=True, eta:str='raw', eta_min:float=1e-8, step_factor:float=1.0,
+         order:int=1) -> Learner:
+    "Weight-wise UPGD with the first- or second-order utility."
     return Learner(net, UPGD(param_groups(net), lr, weight_decay, beta_utility, sigma, scope, protect, eta, eta_min or None,
-                             step_factor, gen), loss)
+                             step_factor, gen, order), loss, hess=order == 2)
 
 # %% ../nbs/40_learners.ipynb
 @learner

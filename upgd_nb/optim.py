@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 # %% auto 0
-__all__ = ['first_order_utility', 'trace_', 'bias_correction', 'scale_global', 'scale_local', 'perturbed_step_', 'NoisyOptimizer',
-           'SGD', 'UPGD']
+__all__ = ['first_order_utility', 'trace_', 'second_order_utility', 'bias_correction', 'scale_global', 'scale_local',
+           'perturbed_step_', 'NoisyOptimizer', 'SGD', 'UPGD']
 
 # %% ../nbs/35_optim.ipynb
 def first_order_utility(p:torch.Tensor, g:torch.Tensor) -> torch.Tensor:
@@ -19,6 +19,10 @@ def first_order_utility(p:torch.Tensor, g:torch.Tensor) -> torch.Tensor:
 def trace_(U:torch.Tensor, u:torch.Tensor, beta:float) -> torch.Tensor:
     "Update the utility trace in place: Ũ ← β Ũ + (1 − β) u."
     return U.mul_(beta).add_(u, alpha=1 - beta)
+
+def second_order_utility(p:torch.Tensor, g:torch.Tensor, h:torch.Tensor) -> torch.Tensor:
+    "Instantaneous second-order utility u = ½ h ⊙ θ² − g ⊙ θ, with h the Hessian diagonal (HesScale)."
+    return 0.5 * h * p * p - g * p
 
 def bias_correction(beta:float, t:int) -> float:
     "1 − β^t, the divisor that makes a zero-initialised trace unbiased after t updates."
@@ -88,18 +92,26 @@ class SGD(NoisyOptimizer):
 
 # %% ../nbs/35_optim.ipynb
 class UPGD(NoisyOptimizer):
-    "Weight-wise UPGD, first-order utility: `scope`, `protect`, `eta`, `eta_min` and `step_factor` select the variant."
+    "Weight-wise UPGD: `order`, `scope`, `protect`, `eta`, `eta_min` and `step_factor` select the variant."
     def __init__(self, params, lr:float=0.01, weight_decay:float=0., beta_utility:float=0.999, sigma:float=0.001,
                  scope:str='global', protect:bool=True, eta:str='raw', eta_min:float|None=1e-8, step_factor:float=1.,
-                 generator=None):
+                 generator=None, order:int=1):
         if not lr >= 0: raise ValueError(f'lr must be >= 0, got {lr}')
         if not 0 <= beta_utility < 1: raise ValueError(f'beta_utility must be in [0, 1), got {beta_utility}')
         if weight_decay < 0 or sigma < 0: raise ValueError(f'weight_decay and sigma must be >= 0, got {weight_decay}, {sigma}')
         if scope not in ('global', 'local'): raise ValueError(f"scope must be 'global' or 'local', got {scope!r}")
         if eta not in ('raw', 'corrected'): raise ValueError(f"eta must be 'raw' or 'corrected', got {eta!r}")
+        if order not in (1, 2): raise ValueError(f'order must be 1 or 2, got {order!r}')
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, beta_utility=beta_utility, sigma=sigma, scope=scope,
                                       protect=protect, step_factor=step_factor), generator)
-        self.eta, self.eta_min = eta, eta_min
+        self.eta, self.eta_min, self.order = eta, eta_min, order
+
+    def _utility(self, p):
+        if self.order == 1: return first_order_utility(p, p.grad)
+        if getattr(p, 'hess_diag', None) is None:
+            raise RuntimeError('order=2 needs the Hessian diagonal in p.hess_diag: call upgd_nb.hesscale.hesscale(net, x, y, save=True) '
+                               'after backward (the upgd learner does this with order=2)')
+        return second_order_utility(p, p.grad, p.hess_diag)
 
 # %% ../nbs/35_optim.ipynb
 class UPGD(UPGD):
@@ -110,7 +122,7 @@ class UPGD(UPGD):
             st = self.state[p]
             if not st: st['step'], st['utility'] = 0, torch.zeros_like(p)
             st['step'] += 1
-            trace_(st['utility'], first_order_utility(p, p.grad), g['beta_utility'])
+            trace_(st['utility'], self._utility(p), g['beta_utility'])
             out.append((g, p, st['utility'], bias_correction(g['beta_utility'], st['step'])))
         return out
 

@@ -48,6 +48,7 @@ class RunConfig:
     eta: str = P('raw', "upgd's η: max of the raw trace ('raw', reference code) or of the bias-corrected one ('corrected', paper)", 'learner', ('raw', 'corrected'))
     eta_min: float = P(1e-8, "floor on upgd's η; 0 = none (reference)", 'learner')
     step_factor: float = P(1.0, "upgd's factor on the gradient-and-noise step (reference experiments 1, its README 2)", 'learner')
+    order: int = P(1, "upgd's utility: 1 (−g⊙θ) or 2 (½h⊙θ² − g⊙θ with HesScale; MLPs)", 'learner', (1, 2))
     beta1: float = P(0.9, "adamw's first-moment decay β₁", 'learner')
     beta2: float = P(0.999, "adamw's second-moment decay β₂", 'learner')
     eps: float = P(1e-8, "adamw's ε", 'learner')
