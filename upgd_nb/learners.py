@@ -8,7 +8,7 @@ import inspect
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .nets import param_groups
+from .nets import param_groups, feature_groups
 from .optim import SGD, UPGD
 from .hesscale import hesscale
 from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
@@ -76,9 +76,10 @@ def shrink_and_perturb(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, si
 @learner
 def upgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0, beta_utility:float=0.9999,
          sigma:float=0.1, scope:str='global', protect:bool=True, eta:str='raw', eta_min:float=1e-8, step_factor:float=1.0,
-         order:int=1) -> Learner:
-    "Weight-wise UPGD with the first- or second-order utility."
-    return Learner(net, UPGD(param_groups(net), lr, weight_decay, beta_utility, sigma, scope, protect, eta, eta_min or None,
+         order:int=1, features:bool=False) -> Learner:
+    "UPGD, weight-wise or (`features`, on a gated net) feature-wise, with the first- or second-order utility."
+    groups = feature_groups(net) if features else param_groups(net)
+    return Learner(net, UPGD(groups, lr, weight_decay, beta_utility, sigma, scope, protect, eta, eta_min or None,
                              step_factor, gen, order), loss, hess=order == 2)
 
 # %% ../nbs/40_learners.ipynb

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 # %% auto 0
-__all__ = ['ACTS', 'Gate', 'Net', 'mlp', 'cnn', 'n_params', 'init_', 'build_net', 'param_groups']
+__all__ = ['ACTS', 'Gate', 'Net', 'mlp', 'cnn', 'n_params', 'init_', 'build_net', 'param_groups', 'feature_groups']
 
 # %% ../nbs/30_nets.ipynb
 class Gate(nn.Module):
@@ -89,3 +89,15 @@ def param_groups(net:nn.Module) -> list[dict]:
     groups = [dict(params=[p for p in net.parameters() if id(p) not in gates], gate=False)]
     if gates: groups.append(dict(params=[p for p in net.parameters() if id(p) in gates], gate=True))
     return groups
+
+# %% ../nbs/30_nets.ipynb
+def feature_groups(net:Net) -> list[dict]:
+    "Groups for feature-wise UPGD: each Linear layer with the `Gate` after it (None for the last), then the gates."
+    mods, groups = list(net), []
+    for i, m in enumerate(mods):
+        if not isinstance(m, nn.Linear): continue
+        gate = next((n for n in mods[i+1:i+3] if isinstance(n, Gate)), None)
+        groups.append(dict(params=list(m.parameters()), feature_gate=None if gate is None else gate.weight))
+    gates = [m.weight for m in mods if isinstance(m, Gate)]
+    if not gates: raise ValueError('feature-wise UPGD needs a net with gates (mlp(..., gates=True))')
+    return groups + [dict(params=gates, gate=True)]

@@ -92,7 +92,7 @@ class SGD(NoisyOptimizer):
 
 # %% ../nbs/35_optim.ipynb
 class UPGD(NoisyOptimizer):
-    "Weight-wise UPGD: `order`, `scope`, `protect`, `eta`, `eta_min` and `step_factor` select the variant."
+    "UPGD, weight- or feature-wise by its groups; `order`, `scope`, `protect`, `eta`, `eta_min`, `step_factor` select the variant."
     def __init__(self, params, lr:float=0.01, weight_decay:float=0., beta_utility:float=0.999, sigma:float=0.001,
                  scope:str='global', protect:bool=True, eta:str='raw', eta_min:float|None=1e-8, step_factor:float=1.,
                  generator=None, order:int=1):
@@ -115,26 +115,45 @@ class UPGD(NoisyOptimizer):
 
 # %% ../nbs/35_optim.ipynb
 class UPGD(UPGD):
+    def _carriers(self) -> list:
+        "(group, utility carrier, parameters it scales): each parameter itself, or a feature group's gate (None: no gating)."
+        out = []
+        for g in self.param_groups:
+            if g.get('gate'): continue
+            ps = [p for p in g['params'] if p.grad is not None]
+            if 'feature_gate' in g: out.append((g, g['feature_gate'], ps))
+            else: out += [(g, p, [p]) for p in ps]
+        return out
+
     @torch.no_grad()
     def _traces(self) -> list:
         out = []
-        for g, p in self._params():
-            st = self.state[p]
-            if not st: st['step'], st['utility'] = 0, torch.zeros_like(p)
+        for g, c, ps in self._carriers():
+            if c is None: out.append((g, c, ps, None, None)); continue
+            st = self.state[c]
+            if not st: st['step'], st['utility'] = 0, torch.zeros_like(c)
             st['step'] += 1
-            trace_(st['utility'], self._utility(p), g['beta_utility'])
-            out.append((g, p, st['utility'], bias_correction(g['beta_utility'], st['step'])))
+            trace_(st['utility'], self._utility(c), g['beta_utility'])
+            out.append((g, c, ps, st['utility'], bias_correction(g['beta_utility'], st['step'])))
         return out
 
     @torch.no_grad()
     def _eta(self, traces) -> torch.Tensor:
-        eta = torch.stack([(U if self.eta == 'raw' else U / bc).max() for g, p, U, bc in traces if g['scope'] == 'global']).max()
+        eta = torch.stack([(U if self.eta == 'raw' else U / bc).max() for g, c, ps, U, bc in traces
+                           if U is not None and g['scope'] == 'global']).max()
         return eta if self.eta_min is None else eta.clamp(min=self.eta_min)
 
+# %% ../nbs/35_optim.ipynb
+class UPGD(UPGD):
     @torch.no_grad()
     def step(self, closure=None):
         traces = self._traces()
-        eta = self._eta(traces) if any(g['scope'] == 'global' for g, *_ in traces) else None
-        for g, p, U, bc in traces:
+        eta = self._eta(traces) if any(U is not None and g['scope'] == 'global' for g, c, ps, U, bc in traces) else None
+        for g, c, ps, U, bc in traces:
+            if U is None:  # the output layer of feature-wise UPGD: (1 − αλ)θ − αg
+                for p in ps: perturbed_step_(p, p.grad, g['lr'], g['weight_decay'], factor=g['step_factor'])
+                continue
             ubar = scale_global(U / bc, eta) if g['scope'] == 'global' else scale_local(U / bc)
-            perturbed_step_(p, p.grad, g['lr'], g['weight_decay'], self._noise(p, g['sigma']), 1 - ubar, g['protect'], g['step_factor'])
+            for p in ps:
+                u = ubar if p is c else ubar.reshape(-1, *[1] * (p.ndim - 1))  # a feature's ū gates its row and bias
+                perturbed_step_(p, p.grad, g['lr'], g['weight_decay'], self._noise(p, g['sigma']), 1 - u, g['protect'], g['step_factor'])

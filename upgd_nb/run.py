@@ -49,6 +49,7 @@ class RunConfig:
     eta_min: float = P(1e-8, "floor on upgd's η; 0 = none (reference)", 'learner')
     step_factor: float = P(1.0, "upgd's factor on the gradient-and-noise step (reference experiments 1, its README 2)", 'learner')
     order: int = P(1, "upgd's utility: 1 (−g⊙θ) or 2 (½h⊙θ² − g⊙θ with HesScale; MLPs)", 'learner', (1, 2))
+    features: bool = P(False, 'feature-wise upgd (UPGD-F): utilities of gates after each hidden activation; the MLP gets gates', 'learner')
     beta1: float = P(0.9, "adamw's first-moment decay β₁", 'learner')
     beta2: float = P(0.999, "adamw's second-moment decay β₂", 'learner')
     eps: float = P(1e-8, "adamw's ε", 'learner')
@@ -182,6 +183,7 @@ def build(c:RunConfig, device=None):
     dev = device or get_device(c.device)
     stream = make_task(c.task, c.seed, c.change_freq or None, c.data_root or None, dev, c.verify_data)
     spec = net_spec(c, stream)
+    if learner_kwargs(c).get('features'): spec['gates'] = True  # feature-wise UPGD reads the gates' utilities
     net = build_net(spec, stream.n_inputs, stream.n_outputs, generator(c.seed, 'init')).to(dev)
     return stream, spec, learners[c.learner](net, stream.loss, generator(c.seed, 'noise', dev), **learner_kwargs(c))
 
