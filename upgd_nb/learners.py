@@ -8,13 +8,14 @@ import inspect
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .nets import param_groups, feature_groups
+from .nets import param_groups, feature_groups, layer_groups
 from .optim import SGD, UPGD
 from .hesscale import hesscale
 from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
 
 # %% auto 0
-__all__ = ['LOSSES', 'learners', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'shrink_and_perturb', 'upgd', 'adamw']
+__all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'shrink_and_perturb',
+           'upgd', 'adamw']
 
 # %% ../nbs/40_learners.ipynb
 LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
@@ -73,14 +74,20 @@ def shrink_and_perturb(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, si
     return Learner(net, SGD(param_groups(net), lr, weight_decay, sigma, gen), loss)
 
 # %% ../nbs/40_learners.ipynb
+GATED_LAYERS = ('all', 'output', 'hidden')
+
 @learner
 def upgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0, beta_utility:float=0.9999,
          sigma:float=0.1, scope:str='global', protect:bool=True, eta:str='raw', eta_min:float=1e-8, step_factor:float=1.0,
-         order:int=1, features:bool=False) -> Learner:
+         order:int=1, features:bool=False, ubar_min:float=0., ubar_max:float=1., gated_layers:str='all',
+         non_gated_scale:float=0.5) -> Learner:
     "UPGD, weight-wise or (`features`, on a gated net) feature-wise, with the first- or second-order utility."
-    groups = feature_groups(net) if features else param_groups(net)
-    return Learner(net, UPGD(groups, lr, weight_decay, beta_utility, sigma, scope, protect, eta, eta_min or None,
-                             step_factor, gen, order), loss, hess=order == 2)
+    if features and gated_layers != 'all': raise ValueError('layer-selective gating (gated_layers) is for weight-wise UPGD')
+    if gated_layers not in GATED_LAYERS: raise ValueError(f'gated_layers must be one of {GATED_LAYERS}, got {gated_layers!r}')
+    groups = feature_groups(net) if features else param_groups(net) if gated_layers == 'all' else [
+        dict(g, gated=g['output'] == (gated_layers == 'output')) if 'output' in g else g for g in layer_groups(net)]
+    return Learner(net, UPGD(groups, lr, weight_decay, beta_utility, sigma, scope, protect, eta, eta_min or None, step_factor,
+                             gen, order, ubar_min, ubar_max, non_gated_scale=non_gated_scale), loss, hess=order == 2)
 
 # %% ../nbs/40_learners.ipynb
 @learner

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 # %% auto 0
-__all__ = ['ACTS', 'Gate', 'Net', 'mlp', 'cnn', 'n_params', 'init_', 'build_net', 'param_groups', 'feature_groups']
+__all__ = ['ACTS', 'Gate', 'Net', 'mlp', 'cnn', 'n_params', 'init_', 'build_net', 'param_groups', 'layer_groups',
+           'feature_groups']
 
 # %% ../nbs/30_nets.ipynb
 class Gate(nn.Module):
@@ -89,6 +90,14 @@ def param_groups(net:nn.Module) -> list[dict]:
     groups = [dict(params=[p for p in net.parameters() if id(p) not in gates], gate=False)]
     if gates: groups.append(dict(params=[p for p in net.parameters() if id(p) in gates], gate=True))
     return groups
+
+# %% ../nbs/30_nets.ipynb
+def layer_groups(net:nn.Module) -> list[dict]:
+    "One group per Linear/Conv2d layer (the last marked `output=True`), then the gates (`gate=True`) if any."
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    groups = [dict(params=list(m.parameters()), output=i == len(layers) - 1) for i, m in enumerate(layers)]
+    gates = [m.weight for m in net.modules() if isinstance(m, Gate)]
+    return groups + ([dict(params=gates, gate=True)] if gates else [])
 
 # %% ../nbs/30_nets.ipynb
 def feature_groups(net:Net) -> list[dict]:

@@ -95,15 +95,18 @@ class UPGD(NoisyOptimizer):
     "UPGD, weight- or feature-wise by its groups; `order`, `scope`, `protect`, `eta`, `eta_min`, `step_factor` select the variant."
     def __init__(self, params, lr:float=0.01, weight_decay:float=0., beta_utility:float=0.999, sigma:float=0.001,
                  scope:str='global', protect:bool=True, eta:str='raw', eta_min:float|None=1e-8, step_factor:float=1.,
-                 generator=None, order:int=1):
+                 generator=None, order:int=1, ubar_min:float=0., ubar_max:float=1., gated:bool=True, non_gated_scale:float=0.5):
         if not lr >= 0: raise ValueError(f'lr must be >= 0, got {lr}')
         if not 0 <= beta_utility < 1: raise ValueError(f'beta_utility must be in [0, 1), got {beta_utility}')
         if weight_decay < 0 or sigma < 0: raise ValueError(f'weight_decay and sigma must be >= 0, got {weight_decay}, {sigma}')
         if scope not in ('global', 'local'): raise ValueError(f"scope must be 'global' or 'local', got {scope!r}")
         if eta not in ('raw', 'corrected'): raise ValueError(f"eta must be 'raw' or 'corrected', got {eta!r}")
         if order not in (1, 2): raise ValueError(f'order must be 1 or 2, got {order!r}')
+        if not 0 <= ubar_min <= ubar_max <= 1: raise ValueError(f'need 0 <= ubar_min <= ubar_max <= 1, got {ubar_min}, {ubar_max}')
+        if non_gated_scale < 0: raise ValueError(f'non_gated_scale must be >= 0, got {non_gated_scale}')
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, beta_utility=beta_utility, sigma=sigma, scope=scope,
-                                      protect=protect, step_factor=step_factor), generator)
+                                      protect=protect, step_factor=step_factor, ubar_min=ubar_min, ubar_max=ubar_max,
+                                      gated=gated, non_gated_scale=non_gated_scale), generator)
         self.eta, self.eta_min, self.order = eta, eta_min, order
 
     def _utility(self, p):
@@ -154,6 +157,8 @@ class UPGD(UPGD):
                 for p in ps: perturbed_step_(p, p.grad, g['lr'], g['weight_decay'], factor=g['step_factor'])
                 continue
             ubar = scale_global(U / bc, eta) if g['scope'] == 'global' else scale_local(U / bc)
+            if g['ubar_min'] > 0 or g['ubar_max'] < 1: ubar = ubar.clamp(g['ubar_min'], g['ubar_max'])
             for p in ps:
                 u = ubar if p is c else ubar.reshape(-1, *[1] * (p.ndim - 1))  # a feature's ū gates its row and bias
-                perturbed_step_(p, p.grad, g['lr'], g['weight_decay'], self._noise(p, g['sigma']), 1 - u, g['protect'], g['step_factor'])
+                gate = 1 - u if g['gated'] else g['non_gated_scale']
+                perturbed_step_(p, p.grad, g['lr'], g['weight_decay'], self._noise(p, g['sigma']), gate, g['protect'] or not g['gated'], g['step_factor'])
