@@ -14,8 +14,8 @@ from .hesscale import hesscale
 from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
 
 # %% auto 0
-__all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'shrink_and_perturb',
-           'upgd', 'adamw']
+__all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init',
+           'shrink_and_perturb', 'upgd', 'adamw']
 
 # %% ../nbs/40_learners.ipynb
 LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
@@ -67,6 +67,11 @@ def sgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:floa
 def pgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, sigma:float=0.1) -> Learner:
     "Perturbed gradient descent: θ ← θ − α(g + σξ)."
     return Learner(net, SGD(param_groups(net), lr, sigma=sigma, generator=gen), loss)
+
+@learner
+def l2_init(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.01) -> Learner:
+    "L2-Init (Kumar et al.): SGD with decay towards the initial weights, θ ← θ − αλ(θ − θ₀) − αg."
+    return Learner(net, SGD(param_groups(net), lr, weight_decay, anchor=True), loss)
 
 @learner
 def shrink_and_perturb(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, sigma:float=0.1, weight_decay:float=0.01) -> Learner:

@@ -79,16 +79,20 @@ class NoisyOptimizer(NoisyOptimizer):
 
 # %% ../nbs/35_optim.ipynb
 class SGD(NoisyOptimizer):
-    "θ ← (1 − αλ)θ − α(g + σξ): SGD (σ=λ=0), SGDW (σ=0), PGD (λ=0), Shrink & Perturb."
-    def __init__(self, params, lr:float=0.01, weight_decay:float=0., sigma:float=0., generator=None):
+    "θ ← (1 − αλ)θ − α(g + σξ): SGD (σ=λ=0), SGDW (σ=0), PGD (λ=0), Shrink & Perturb; `anchor`: decay towards θ₀ (L2-Init)."
+    def __init__(self, params, lr:float=0.01, weight_decay:float=0., sigma:float=0., generator=None, anchor:bool=False):
         if not lr >= 0: raise ValueError(f'lr must be >= 0, got {lr}')
         if weight_decay < 0 or sigma < 0: raise ValueError(f'weight_decay and sigma must be >= 0, got {weight_decay}, {sigma}')
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, sigma=sigma), generator)
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, sigma=sigma, anchor=anchor), generator)
 
     @torch.no_grad()
     def step(self, closure=None):
         for g, p in self._params():
-            perturbed_step_(p, p.grad, g['lr'], g['weight_decay'], self._noise(p, g['sigma']))
+            wd = g['weight_decay']
+            if g['anchor'] and wd:  # L2-Init: θ ← θ − αλ(θ − θ₀), θ₀ the weights at the first step
+                init = self.state[p].setdefault('init', p.clone())
+                p.sub_(p - init, alpha=g['lr'] * wd); wd = 0.
+            perturbed_step_(p, p.grad, g['lr'], wd, self._noise(p, g['sigma']))
 
 # %% ../nbs/35_optim.ipynb
 class UPGD(NoisyOptimizer):
