@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from .nets import param_groups, feature_groups, layer_groups
 from .optim import SGD, UPGD
 from .hesscale import hesscale
+from .plasticity import CBP
 from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
 
 # %% auto 0
-__all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init',
+__all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init', 'cbp',
            'shrink_and_perturb', 'upgd', 'adamw']
 
 # %% ../nbs/40_learners.ipynb
@@ -24,27 +25,31 @@ class Learner:
     "Online learner: owns `net`, `opt` and the `loss` ('ce' or 'mse'); uses no task identities."
     def __init__(self, net:nn.Module, opt:torch.optim.Optimizer, loss:str='ce',
                  hess:bool=False, # compute the HesScale diagonal after each backward (second-order UPGD)
+                 after=None, # an object whose `after_step(hidden_activations)` runs after each update (CBP)
                 ):
         if loss not in LOSSES: raise ValueError(f'loss must be one of {sorted(LOSSES)}, got {loss!r}')
-        self.net, self.opt, self.loss, self.hess = net, opt, loss, hess
+        self.net, self.opt, self.loss, self.hess, self.after = net, opt, loss, hess, after
 
     def observe(self, x:torch.Tensor, y:torch.Tensor) -> dict:
         "Predict `x`, score it against `y` before updating (loss, and `correct` for 'ce'), then take one step."
         self.opt.zero_grad(set_to_none=True)
-        out = self.net(x)
+        out, hs = self.net(x, acts=True) if self.after else (self.net(x), None)
         loss = LOSSES[self.loss](out, y)
         loss.backward()
         if self.hess: hesscale(self.net, x, y, self.loss, save=True)
         self.opt.step()
+        if self.after: self.after.after_step(hs)
         res = dict(loss=loss.detach())
         if self.loss == 'ce': res['correct'] = (out.detach().argmax(-1) == y).float().mean()
         return res
 
 # %% ../nbs/40_learners.ipynb
 class Learner(Learner):
-    def state_dict(self) -> dict: return dict(net=self.net.state_dict(), opt=self.opt.state_dict())
+    def state_dict(self) -> dict:
+        return dict(net=self.net.state_dict(), opt=self.opt.state_dict(), after=self.after.state_dict() if self.after else None)
     def load_state_dict(self, sd:dict):
         self.net.load_state_dict(sd['net']); self.opt.load_state_dict(sd['opt'])
+        if self.after: self.after.load_state_dict(sd['after'])
 
 # %% ../nbs/40_learners.ipynb
 learners = {}
@@ -72,6 +77,12 @@ def pgd(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, sigma:float=0.1) 
 def l2_init(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.01) -> Learner:
     "L2-Init (Kumar et al.): SGD with decay towards the initial weights, θ ← θ − αλ(θ − θ₀) − αg."
     return Learner(net, SGD(param_groups(net), lr, weight_decay, anchor=True), loss)
+
+@learner
+def cbp(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0, replacement_rate:float=1e-4,
+        maturity:int=100, decay_rate:float=0.99) -> Learner:
+    "Continual backprop (Dohare et al. 2024): SGD(W) plus replacement of low-utility mature units (upgd_nb.plasticity)."
+    return Learner(net, SGD(param_groups(net), lr, weight_decay), loss, after=CBP(net, gen, replacement_rate, maturity, decay_rate))
 
 @learner
 def shrink_and_perturb(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, sigma:float=0.1, weight_decay:float=0.01) -> Learner:
