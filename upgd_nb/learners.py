@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from .nets import param_groups, feature_groups, layer_groups
 from .optim import SGD, UPGD
 from .hesscale import hesscale
-from .plasticity import CBP
+from .plasticity import CBP, ReDo
 from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
 
 # %% auto 0
-__all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init', 'cbp',
+__all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init', 'cbp', 'redo',
            'shrink_and_perturb', 'upgd', 'adamw']
 
 # %% ../nbs/40_learners.ipynb
@@ -83,6 +83,12 @@ def cbp(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:floa
         maturity:int=100, decay_rate:float=0.99) -> Learner:
     "Continual backprop (Dohare et al. 2024): SGD(W) plus replacement of low-utility mature units (upgd_nb.plasticity)."
     return Learner(net, SGD(param_groups(net), lr, weight_decay), loss, after=CBP(net, gen, replacement_rate, maturity, decay_rate))
+
+@learner
+def redo(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0, redo_period:int=1000,
+         redo_threshold:float=0.1) -> Learner:
+    "ReDo (Sokar et al. 2023): SGD(W) plus recycling of dormant hidden units every `redo_period` steps (upgd_nb.plasticity)."
+    return Learner(net, SGD(param_groups(net), lr, weight_decay), loss, after=ReDo(net, gen, redo_period, redo_threshold))
 
 @learner
 def shrink_and_perturb(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, sigma:float=0.1, weight_decay:float=0.01) -> Learner:
