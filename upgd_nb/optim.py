@@ -145,9 +145,10 @@ class UPGD(UPGD):
         return out
 
     @torch.no_grad()
-    def _eta(self, traces) -> torch.Tensor:
-        eta = torch.stack([(U if self.eta == 'raw' else U / bc).max() for g, c, ps, U, bc in traces
-                           if U is not None and g['scope'] == 'global']).max()
+    def _eta(self, traces) -> torch.Tensor|None:
+        maxes = [(U if self.eta == 'raw' else U / bc).max() for g, c, ps, U, bc in traces if U is not None and g['scope'] == 'global']
+        if not maxes: return None  # no globally scaled utilities
+        eta = torch.stack(maxes).max()
         return eta if self.eta_min is None else eta.clamp(min=self.eta_min)
 
 # %% ../nbs/35_optim.ipynb
@@ -155,7 +156,7 @@ class UPGD(UPGD):
     @torch.no_grad()
     def step(self, closure=None):
         traces = self._traces()
-        eta = self._eta(traces) if any(U is not None and g['scope'] == 'global' for g, c, ps, U, bc in traces) else None
+        eta = self._eta(traces)
         for g, c, ps, U, bc in traces:
             if U is None:  # the output layer of feature-wise UPGD: (1 − αλ)θ − αg
                 for p in ps: perturbed_step_(p, p.grad, g['lr'], g['weight_decay'], factor=g['step_factor'])
