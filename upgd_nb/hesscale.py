@@ -44,6 +44,8 @@ def _back(m, x, h, d, diag):
         diag[m.weight] = h.T @ (x * x)
         if m.bias is not None: diag[m.bias] = h.sum(0)
         return h @ (m.weight * m.weight), d @ m.weight
+    if isinstance(m, nn.Conv2d): return _back_conv(m, x, h, d, diag)
+    if isinstance(m, nn.MaxPool2d): return _back_pool(m, x, h, d)
     if isinstance(m, Gate):
         diag[m.weight] = (h * x * x).sum(0)
         return h * m.weight**2, d * m.weight
@@ -51,8 +53,26 @@ def _back(m, x, h, d, diag):
     if type(m) in _ACT:
         d1, d2 = _act_derivs(m, x)
         return d1 * d1 * h + d2 * d, d1 * d
-    raise TypeError(f'HesScale here covers Linear, Gate, Flatten and the activations {[t.__name__ for t in _ACT]}; '
-                    f'{type(m).__name__} (e.g. the CNN) is not covered yet')
+    raise TypeError(f'HesScale here covers Linear, Conv2d, MaxPool2d, Gate, Flatten and the activations '
+                    f'{[t.__name__ for t in _ACT]}; {type(m).__name__} is not covered')
+
+# %% ../nbs/37_hesscale.ipynb
+def _back_conv(m, x, h, d, diag):
+    if m.groups != 1 or m.padding_mode != 'zeros' or isinstance(m.padding, str):
+        raise TypeError('HesScale here covers Conv2d with groups=1 and numeric zero padding')
+    kw = dict(kernel_size=m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+    X, O = F.unfold(x, **kw), m.out_channels                       # X: [N, C·kh·kw, P]
+    ha, da, W = h.reshape(len(x), O, -1), d.reshape(len(x), O, -1), m.weight.reshape(O, -1)
+    diag[m.weight] = torch.einsum('nop,nkp->ok', ha, X * X).reshape(m.weight.shape)
+    if m.bias is not None: diag[m.bias] = ha.sum((0, 2))
+    fold = lambda t: F.fold(t, x.shape[-2:], **kw)
+    return fold(torch.einsum('ok,nop->nkp', W * W, ha)), fold(torch.einsum('ok,nop->nkp', W, da))
+
+def _back_pool(m, x, h, d):
+    _, idx = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True)
+    idx = idx.flatten(2)
+    back = lambda t: torch.zeros_like(x).flatten(2).scatter_add_(2, idx, t.flatten(2)).reshape(x.shape)
+    return back(h), back(d)
 
 # %% ../nbs/37_hesscale.ipynb
 @torch.no_grad()

@@ -8,15 +8,18 @@ import inspect
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .core import derive_seed
 from .nets import param_groups, feature_groups, layer_groups
 from .optim import SGD, UPGD
 from .hesscale import hesscale
+from .curvature import input_curvature, ESTIMATORS
 from .plasticity import CBP, ReDo
 from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
 
 # %% auto 0
 __all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init', 'cbp', 'redo',
-           'shrink_and_perturb', 'upgd', 'adamw']
+           'shrink_and_perturb', 'upgd', 'adamw', 'CurvatureSignal', 'upgd_input_aware', 'sgd_curvature_gating',
+           'adaupgd']
 
 # %% ../nbs/40_learners.ipynb
 LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
@@ -26,12 +29,14 @@ class Learner:
     def __init__(self, net:nn.Module, opt:torch.optim.Optimizer, loss:str='ce',
                  hess:bool=False, # compute the HesScale diagonal after each backward (second-order UPGD)
                  after=None, # an object whose `after_step(hidden_activations)` runs after each update (CBP)
+                 before=None, # an object whose `before_step(x, y)` runs before the forward pass (curvature signal)
                 ):
         if loss not in LOSSES: raise ValueError(f'loss must be one of {sorted(LOSSES)}, got {loss!r}')
-        self.net, self.opt, self.loss, self.hess, self.after = net, opt, loss, hess, after
+        self.net, self.opt, self.loss, self.hess, self.after, self.before = net, opt, loss, hess, after, before
 
     def observe(self, x:torch.Tensor, y:torch.Tensor) -> dict:
         "Predict `x`, score it against `y` before updating (loss, and `correct` for 'ce'), then take one step."
+        if self.before: self.before.before_step(x, y)
         self.opt.zero_grad(set_to_none=True)
         out, hs = self.net(x, acts=True) if self.after else (self.net(x), None)
         loss = LOSSES[self.loss](out, y)
@@ -46,10 +51,12 @@ class Learner:
 # %% ../nbs/40_learners.ipynb
 class Learner(Learner):
     def state_dict(self) -> dict:
-        return dict(net=self.net.state_dict(), opt=self.opt.state_dict(), after=self.after.state_dict() if self.after else None)
+        sd = lambda o: o.state_dict() if o else None
+        return dict(net=self.net.state_dict(), opt=self.opt.state_dict(), after=sd(self.after), before=sd(self.before))
     def load_state_dict(self, sd:dict):
         self.net.load_state_dict(sd['net']); self.opt.load_state_dict(sd['opt'])
         if self.after: self.after.load_state_dict(sd['after'])
+        if self.before: self.before.load_state_dict(sd['before'])
 
 # %% ../nbs/40_learners.ipynb
 learners = {}
@@ -127,3 +134,52 @@ def _streaming(importance:str):
     return learner(f)
 
 for _imp in IMPORTANCES: _streaming(_imp)
+
+# %% ../nbs/40_learners.ipynb
+class CurvatureSignal:
+    "Measures the input curvature κ of the current sample every `every` steps and hands it to `opt.set_curvature`."
+    def __init__(self, net:nn.Module, opt, loss:str, gen:torch.Generator, every:int=1, probes:int=5, h:float=1e-3,
+                 estimator:str='fork'):
+        if gen is None: raise ValueError('a curvature signal needs the run generator (gen) to derive its probe stream from')
+        if estimator not in ESTIMATORS: raise ValueError(f'curvature_estimator must be one of {list(ESTIMATORS)}, got {estimator!r}')
+        if every < 1 or probes < 1 or not h > 0: raise ValueError(f'need curvature_every >= 1, curvature_probes >= 1, curvature_h > 0; got {every}, {probes}, {h}')
+        self.net, self.opt, self.loss, self.every, self.kw = net, opt, loss, every, dict(h=h, probes=probes, estimator=estimator)
+        self.gen = torch.Generator(gen.device).manual_seed(derive_seed(gen.initial_seed(), 'probes'))
+        self.t, self.last = 0, None
+
+    def before_step(self, x, y):
+        if self.t % self.every == 0:
+            self.last = input_curvature(self.net, x, y, self.loss, generator=self.gen, **self.kw).mean()
+            self.opt.set_curvature(self.last)
+        self.t += 1
+
+    def state_dict(self): return dict(t=self.t, gen=self.gen.get_state())
+    def load_state_dict(self, sd): self.t = sd['t']; self.gen.set_state(sd['gen'])
+
+# %% ../nbs/40_learners.ipynb
+@learner
+def upgd_input_aware(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0, beta_utility:float=0.9999,
+                     sigma:float=0.1, gating:str='linear_clamp', anchor:bool=False, lambda_mapping:str='sigmoid', tau:float=0.01,
+                     lambda_scale:float=0.1, lambda_max:float=1.0, beta_curvature:float=0.9, gate_a:float=1.0, gate_b:float=1.0,
+                     min_gating:float=0.0, gate_alpha:float=0.5, curvature_every:int=1, curvature_probes:int=5,
+                     curvature_h:float=1e-3, curvature_estimator:str='fork') -> Learner:
+    "The fork's input-aware UPGD: protecting global UPGD whose gate is set by the input curvature κ (upgd_nb.optim)."
+    opt = UPGD(param_groups(net), lr, weight_decay, beta_utility, sigma, generator=gen, gating=gating, anchor=anchor,
+               lambda_mapping=lambda_mapping, tau=tau, lambda_scale=lambda_scale, lambda_max=lambda_max, beta_curvature=beta_curvature,
+               gate_a=gate_a, gate_b=gate_b, min_gating=min_gating, gate_alpha=gate_alpha)
+    return Learner(net, opt, loss, before=CurvatureSignal(net, opt, loss, gen, curvature_every, curvature_probes, curvature_h, curvature_estimator))
+
+@learner
+def sgd_curvature_gating(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, weight_decay:float=0.0, sigma:float=0.0,
+                         tau:float=0.01, curvature_scale:float=0.01, curvature_every:int=1, curvature_probes:int=5,
+                         curvature_h:float=1e-3, curvature_estimator:str='fork') -> Learner:
+    "The fork's SGD with curvature gating: the whole step (decay included) × sigmoid(−(κ − τ)/s)."
+    opt = SGD(param_groups(net), lr, weight_decay, sigma, gen, curvature_gate=True, tau=tau, curvature_scale=curvature_scale)
+    return Learner(net, opt, loss, before=CurvatureSignal(net, opt, loss, gen, curvature_every, curvature_probes, curvature_h, curvature_estimator))
+
+@learner
+def adaupgd(net:nn.Module, loss:str='ce', gen=None, lr:float=1e-4, weight_decay:float=0.0, beta_utility:float=0.999,
+            sigma:float=0.001, beta1:float=0.9, beta2:float=0.999, eps:float=1e-8, ada_step_factor:float=2.0) -> Learner:
+    "AdaUPGD (paper Alg. 5): Adam's direction inside UPGD's gated step; `ada_step_factor` 2 as in the reference, 1 as in the paper."
+    return Learner(net, UPGD(param_groups(net), lr, weight_decay, beta_utility, sigma, generator=gen, step_factor=ada_step_factor,
+                             adaptive=True, beta1=beta1, beta2=beta2, eps=eps), loss)

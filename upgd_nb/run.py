@@ -15,6 +15,7 @@ from .core import outputs_root, get_device, generator, env_info, repo_root
 from .tasks import tasks, ALIASES, make_task
 from .nets import ACTS, build_net, n_params
 from .learners import learners, learner_params
+from .optim import GATINGS, LAMBDA_MAPPINGS
 
 # %% auto 0
 __all__ = ['IDENTITY', 'FINAL', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id', 'run_dir', 'net_spec',
@@ -65,6 +66,23 @@ class RunConfig:
     kappa: float = P(0.01, 'regularization strength κ (s_ewc, s_mas, s_si, s_rwalk)', 'learner')
     beta_weight: float = P(0.999, 'decay β_w of the weight trace w̄ (s_ewc, s_mas, s_si, s_rwalk)', 'learner')
     beta_importance: float = P(0.999, 'decay β_I of the importance traces (s_ewc, s_mas, s_si, s_rwalk)', 'learner')
+    ada_step_factor: float = P(2.0, "adaupgd's factor on its step (reference 2, paper Alg. 5 1)", 'learner')
+    gating: str = P('linear_clamp', "upgd_input_aware's gate g_f(ū, λ); 'upgd' is plain 1 − ū", 'learner', GATINGS)
+    anchor: bool = P(False, 'upgd_input_aware adds R = λ·ū⊙(θ − θ₀) to the gradient', 'learner')
+    lambda_mapping: str = P('sigmoid', "upgd_input_aware's protection strength λ(κ)", 'learner', LAMBDA_MAPPINGS)
+    tau: float = P(0.01, 'curvature threshold τ (upgd_input_aware, sgd_curvature_gating)', 'learner')
+    lambda_scale: float = P(0.1, "scale s of upgd_input_aware's λ(κ)", 'learner')
+    lambda_max: float = P(1.0, "upgd_input_aware's largest λ", 'learner')
+    beta_curvature: float = P(0.9, 'decay β_κ of the curvature EMA κ̄ (upgd_input_aware)', 'learner')
+    gate_a: float = P(1.0, "a of upgd_input_aware's option_c gate 1/(1 + aλ + bū)", 'learner')
+    gate_b: float = P(1.0, "b of upgd_input_aware's option_c gate", 'learner')
+    min_gating: float = P(0.0, "floor of upgd_input_aware's option_c and option_d gates", 'learner')
+    gate_alpha: float = P(0.5, "exponent α of upgd_input_aware's option_d gate (1 − ū)/λ^α", 'learner')
+    curvature_scale: float = P(0.01, "scale s of sgd_curvature_gating's gate sigmoid(−(κ − τ)/s)", 'learner')
+    curvature_every: int = P(1, 'steps between input-curvature measurements (curvature-gated learners)', 'learner')
+    curvature_probes: int = P(5, 'Rademacher probes per input-curvature measurement', 'learner')
+    curvature_h: float = P(1e-3, 'finite-difference step h of the input curvature', 'learner')
+    curvature_estimator: str = P('fork', "input curvature: 'fork' (unsquared, h-scaled, batch mean) or 'garg' (squared, /h², per sample)", 'learner', ('fork', 'garg'))
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
     threads: int = P(1, 'torch CPU threads (1 is fastest at batch size 1; bit-identical results need the same count)')
@@ -112,6 +130,12 @@ def _range_errors(c) -> list[str]:
     if c.redo_period < 1: e.append(f'redo_period must be >= 1, got {c.redo_period}')
     if not c.redo_threshold >= 0: e.append(f'redo_threshold must be >= 0, got {c.redo_threshold}')
     if not c.kappa >= 0: e.append(f'kappa must be >= 0, got {c.kappa}')
+    for k in ('tau', 'lambda_scale', 'curvature_scale', 'curvature_h', 'ada_step_factor'):
+        if not getattr(c, k) > 0: e.append(f'{k} must be > 0, got {getattr(c, k)}')
+    if not c.lambda_max >= 0: e.append(f'lambda_max must be >= 0, got {c.lambda_max}')
+    if not 0 <= c.beta_curvature < 1: e.append(f'beta_curvature must be in [0, 1), got {c.beta_curvature}')
+    if not 0 <= c.min_gating <= 1: e.append(f'min_gating must be in [0, 1], got {c.min_gating}')
+    if c.curvature_every < 1 or c.curvature_probes < 1: e.append(f'curvature_every and curvature_probes must be >= 1, got {c.curvature_every}, {c.curvature_probes}')
     if not 0 <= c.seed < 2**63: e.append(f'seed must be in [0, 2**63), got {c.seed}')
     if c.threads < 1: e.append(f'threads must be >= 1, got {c.threads}')
     if c.checkpoint_every < 1: e.append(f'checkpoint_every must be >= 1, got {c.checkpoint_every}')
