@@ -265,3 +265,17 @@ class UPGD(UPGD):
                     d = d + lam * u * (p - self.state[p].setdefault('init', p.clone()))
                 perturbed_step_(p, d, g['lr'], g['weight_decay'], self._noise(p, g['sigma']), self._gate(g, u, lam),
                                 g['protect'] or not g['gated'], g['step_factor'])
+
+# %% ../nbs/35_optim.ipynb
+class UPGD(UPGD):
+    @torch.no_grad()
+    def utilities(self) -> list[dict]:
+        "Per utility carrier: `carrier`, `params` it gates, raw trace `U`, bias-corrected `U_hat` and scaled `ubar` as last used."
+        traces = [(g, c, ps, self.state[c]['utility'], bias_correction(g['beta_utility'], self.state[c]['step']))
+                  for g, c, ps in self._carriers() if c is not None and self.state[c]]
+        eta, out = self._eta(traces), []
+        for g, c, ps, U, bc in traces:
+            ubar = scale_global(U / bc, eta) if g['scope'] == 'global' else scale_local(U / bc)
+            if g['ubar_min'] > 0 or g['ubar_max'] < 1: ubar = ubar.clamp(g['ubar_min'], g['ubar_max'])
+            out.append(dict(carrier=c, params=ps, U=U, U_hat=U / bc, ubar=ubar, gated=g['gated']))
+        return out
