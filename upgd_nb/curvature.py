@@ -9,8 +9,8 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto 0
-__all__ = ['ESTIMATORS', 'LOSSES', 'rademacher', 'input_curvature', 'hvp', 'hutchinson_trace', 'top_eigenvalue', 'lanczos',
-           'spectrum_summary']
+__all__ = ['ESTIMATORS', 'LOSSES', 'rademacher', 'difference_norms', 'input_curvature', 'hvp', 'hutchinson_trace',
+           'top_eigenvalue', 'lanczos', 'spectrum_summary']
 
 # %% ../nbs/39_curvature.ipynb
 ESTIMATORS = dict(garg=dict(squared=True, normalize=True, per_sample=True),
@@ -30,20 +30,25 @@ def _input_grads(net, x, y, loss, per_sample, batch):
     return torch.autograd.grad(l, x)[0]
 
 # %% ../nbs/39_curvature.ipynb
+def difference_norms(net:nn.Module, x:torch.Tensor, y:torch.Tensor, loss:str='ce', h:float=1e-3, probes:int=10,
+                     generator:torch.Generator|None=None, per_sample:bool=True) -> torch.Tensor:
+    "‖∇ₓL(x + h vᵢ) − ∇ₓL(x)‖ for every probe i and sample: a [probes, N] tensor (the raw material of both estimators)."
+    if not (h > 0 and probes >= 1): raise ValueError(f'need h > 0 and probes >= 1, got h={h}, probes={probes}')
+    n = len(x)
+    with torch.enable_grad():
+        g0 = _input_grads(net, x, y, loss, per_sample, n)
+        v = rademacher((n, probes, *x.shape[1:]), generator, x.device, x.dtype).transpose(0, 1)  # sample-major draws
+        xs = (x.detach()[None] + h * v).reshape(probes * n, *x.shape[1:])
+        g1 = _input_grads(net, xs, y.repeat(probes, *[1] * (y.ndim - 1)), loss, per_sample, n)
+    return (g1.reshape(probes, n, -1) - g0.reshape(1, n, -1)).norm(dim=-1)
+
 def input_curvature(net:nn.Module, x:torch.Tensor, y:torch.Tensor, loss:str='ce', h:float=1e-3, probes:int=10,
                     generator:torch.Generator|None=None, estimator:str|None='garg', **kw) -> torch.Tensor:
     "Per-sample input-curvature score of `net` at (x, y): `estimator` 'garg' or 'fork', or its parts in `kw`."
     if estimator not in (None, *ESTIMATORS): raise ValueError(f'estimator must be one of {list(ESTIMATORS)} or None, got {estimator!r}')
     opts = {**(ESTIMATORS[estimator] if estimator else dict(squared=True, normalize=True, per_sample=True)), **kw}
     if set(opts) - {'squared', 'normalize', 'per_sample'}: raise TypeError(f'unknown options {sorted(set(opts) - {"squared", "normalize", "per_sample"})}')
-    if not (h > 0 and probes >= 1): raise ValueError(f'need h > 0 and probes >= 1, got h={h}, probes={probes}')
-    n = len(x)
-    with torch.enable_grad():
-        g0 = _input_grads(net, x, y, loss, opts['per_sample'], n)
-        v = rademacher((n, probes, *x.shape[1:]), generator, x.device, x.dtype).transpose(0, 1)  # sample-major draws
-        xs = (x.detach()[None] + h * v).reshape(probes * n, *x.shape[1:])
-        g1 = _input_grads(net, xs, y.repeat(probes, *[1] * (y.ndim - 1)), loss, opts['per_sample'], n)
-    diff = (g1.reshape(probes, n, -1) - g0.reshape(1, n, -1)).norm(dim=-1)   # ‖Δᵢ‖ per probe and sample
+    diff = difference_norms(net, x, y, loss, h, probes, generator, opts['per_sample'])
     if opts['normalize']: diff = diff / h
     return (diff ** 2 if opts['squared'] else diff).mean(0)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_run.ipynb 2
 from __future__ import annotations
-import difflib, hashlib, json, os, re, socket, sys, time, traceback
+import difflib, hashlib, json, os, re, shutil, socket, sys, time, traceback
 from dataclasses import dataclass, field, fields, asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,11 +16,12 @@ from .tasks import tasks, ALIASES, make_task
 from .nets import ACTS, build_net, n_params
 from .learners import learners, learner_params
 from .optim import GATINGS, LAMBDA_MAPPINGS
+from .measure import Meter, parse_stats, STAT_GROUPS
 
 # %% auto 0
-__all__ = ['IDENTITY', 'FINAL', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id', 'run_dir', 'net_spec',
-           'build', 'read_config', 'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'run', 'task_table',
-           'plot_curve', 'parse_params', 'launch', 'main']
+__all__ = ['IDENTITY', 'FINAL', 'METRICS', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id', 'run_dir',
+           'net_spec', 'build', 'read_config', 'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'run',
+           'task_table', 'plot_curve', 'parse_params', 'launch', 'main']
 
 # %% ../nbs/50_run.ipynb
 def P(default, help:str, group:str='io', choices=None):
@@ -83,6 +84,9 @@ class RunConfig:
     curvature_probes: int = P(5, 'Rademacher probes per input-curvature measurement', 'learner')
     curvature_h: float = P(1e-3, 'finite-difference step h of the input curvature', 'learner')
     curvature_estimator: str = P('fork', "input curvature: 'fork' (unsquared, h-scaled, batch mean) or 'garg' (squared, /h², per sample)", 'learner', ('fork', 'garg'))
+    stats: str = P('', "statistics schedule 'group:N,…' measured every N steps (upgd_nb.measure): " + ', '.join(STAT_GROUPS), 'stats')
+    stats_probe: int = P(256, 'probe set of the units and hessian statistics: the last this many samples', 'stats')
+    stats_series: bool = P(False, 'also keep every measurement, by step, in series/ (parquet parts)', 'stats')
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
     threads: int = P(1, 'torch CPU threads (1 is fastest at batch size 1; bit-identical results need the same count)')
@@ -130,6 +134,9 @@ def _range_errors(c) -> list[str]:
     if c.redo_period < 1: e.append(f'redo_period must be >= 1, got {c.redo_period}')
     if not c.redo_threshold >= 0: e.append(f'redo_threshold must be >= 0, got {c.redo_threshold}')
     if not c.kappa >= 0: e.append(f'kappa must be >= 0, got {c.kappa}')
+    try: parse_stats(c.stats)
+    except ValueError as x: e.append(f'stats: {x}')
+    if c.stats_probe < 1: e.append(f'stats_probe must be >= 1, got {c.stats_probe}')
     for k in ('tau', 'lambda_scale', 'curvature_scale', 'curvature_h', 'ada_step_factor'):
         if not getattr(c, k) > 0: e.append(f'{k} must be > 0, got {getattr(c, k)}')
     if not c.lambda_max >= 0: e.append(f'lambda_max must be >= 0, got {c.lambda_max}')
@@ -197,7 +204,8 @@ def learner_kwargs(c:RunConfig) -> dict:
 def identity(c:RunConfig) -> dict:
     "What a run computes: task, network and run parameters, the learner with its own hyperparameters, the device type."
     d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY}
-    return {**d, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type}
+    st = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'stats'} if c.stats else {}
+    return {**d, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type, **st}
 
 def run_id(c:RunConfig) -> str:
     "Folder name of the run: task, learner, seed and an 8-hex hash of its identity."
@@ -285,16 +293,22 @@ class _Windows:
                     steps=n, loss=float(loss.mean()), accuracy=float(self.correct[:n].mean())), bad
 
 # %% ../nbs/50_run.ipynb
-def _loop(c:RunConfig, stream, learner, st:dict, save, bar) -> int|None:
+def _loop(c:RunConfig, stream, learner, st:dict, save, bar, meter=None) -> int|None:
     w = _Windows(stream, learner_device(learner))
     step, last_ckpt = st['step'], st['step']
     while step < c.n_steps:
         n = min(stream.window - step % stream.window, c.n_steps - step)
         for j in range(n):
-            r = learner.observe(*stream.next())
+            if meter is None: r = learner.observe(*stream.next())
+            else:
+                x, y = stream.next()
+                meter.before(step + j, x, y); r = learner.observe(x, y); meter.after(step + j, x, y, r)
             w.loss[j] = r['loss']
             if w.cls: w.correct[j] = r['correct']
         row, bad = w.close(step, n)
+        if meter is not None:
+            m = meter.close()
+            if row: row.update(m)
         if row: st['rows'].append(row)
         step = st['step'] = step + n
         bar.update(n); bar.set_postfix(acc=f"{row['accuracy']:.3f}" if row and w.cls else None, refresh=False)
@@ -305,17 +319,27 @@ def _loop(c:RunConfig, stream, learner, st:dict, save, bar) -> int|None:
 def learner_device(l) -> torch.device: return next(l.net.parameters()).device
 
 # %% ../nbs/50_run.ipynb
-def _save(rd:Path, st:dict, learner, stream, cfg_d:dict):
+def _flush_series(rd:Path, meter):
+    "Write the measurements kept since the last flush as one parquet part, named by its first step."
+    if meter is None or not meter.series: return
+    (rd/'series').mkdir(exist_ok=True)
+    pd.DataFrame(meter.series).to_parquet(rd/'series'/f"part-{meter.series[0]['step']:010d}.parquet"); meter.series.clear()
+
+def _save(rd:Path, st:dict, learner, stream, cfg_d:dict, meter=None):
+    _flush_series(rd, meter)
     tmp = rd/'checkpoint.tmp'
     torch.save(dict(step=st['step'], rows=st['rows'], elapsed=st['elapsed'] + time.perf_counter() - st['t0'],
-                    learner=learner.state_dict(), stream=stream.state_dict()), tmp)
+                    learner=learner.state_dict(), stream=stream.state_dict(), meter=meter.state_dict() if meter else None), tmp)
     os.replace(tmp, rd/'checkpoint.pt')
     pd.DataFrame(st['rows']).to_parquet(rd/'metrics.parquet')
     cfg_d['step'] = st['step']; _write_json(rd/'config.json', cfg_d)
 
-def _restore(rd:Path, learner, stream) -> dict:
+def _restore(rd:Path, learner, stream, meter=None) -> dict:
     ck = torch.load(rd/'checkpoint.pt', weights_only=False)
     learner.load_state_dict(ck['learner']); stream.load_state_dict(ck['stream'])
+    if meter is not None: meter.load_state_dict(ck['meter'])
+    for part in (rd/'series').glob('part-*.parquet'):  # parts written after the checkpoint are recomputed
+        if int(part.stem[5:]) >= ck['step']: part.unlink()
     return dict(step=ck['step'], rows=ck['rows'], elapsed=ck['elapsed'])
 
 # %% ../nbs/50_run.ipynb
@@ -338,6 +362,11 @@ class Run:
     metrics: pd.DataFrame
     @property
     def status(self) -> str: return self.info['status']
+    @property
+    def series(self) -> pd.DataFrame|None:
+        "Every measurement by step (runs with `stats_series=True`), else None."
+        parts = sorted((self.dir/'series').glob('part-*.parquet'))
+        return pd.concat([pd.read_parquet(q) for q in parts], ignore_index=True) if parts else None
     @property
     def summary(self) -> dict: return self.info.get('summary', {})
     def __repr__(self):
@@ -364,10 +393,11 @@ def _existing(rd:Path, c:RunConfig) -> dict|None:
         raise FileExistsError(f"{rd} is a finished run ({info['status']}); pass if_exists='overwrite' to recompute it, or 'resume' to load it")
     return info
 
-def _start(rd:Path, c:RunConfig, learner, stream, spec) -> tuple[dict, dict]:
+def _start(rd:Path, c:RunConfig, learner, stream, spec, meter=None) -> tuple[dict, dict]:
     if c.if_exists == 'overwrite':
         for f in ('checkpoint.pt', 'metrics.parquet', 'config.json'): (rd/f).unlink(missing_ok=True)
-    st = _restore(rd, learner, stream) if (rd/'checkpoint.pt').exists() else dict(step=0, rows=[], elapsed=0.)
+    if (rd/'series').exists() and (c.if_exists == 'overwrite' or not (rd/'checkpoint.pt').exists()): shutil.rmtree(rd/'series')
+    st = _restore(rd, learner, stream, meter) if (rd/'checkpoint.pt').exists() else dict(step=0, rows=[], elapsed=0.)
     old = read_config(rd) or {}
     d = dict(run_id=rd.name, status='running', step=st['step'], config=asdict(c), identity=identity(c),
              task=dict(name=stream.name, n_inputs=stream.n_inputs, n_outputs=stream.n_outputs, loss=stream.loss,
@@ -377,11 +407,15 @@ def _start(rd:Path, c:RunConfig, learner, stream, spec) -> tuple[dict, dict]:
     return st, d
 
 # %% ../nbs/50_run.ipynb
-def _finish(rd:Path, d:dict, st:dict, status:str, **extra):
+METRICS = ['window', 'task', 'step_start', 'step_end', 'steps', 'loss', 'accuracy']
+
+def _finish(rd:Path, d:dict, st:dict, status:str, meter=None, **extra):
     elapsed = st['elapsed'] + time.perf_counter() - st['t0']
     d.update(status=status, step=st['step'], finished=_now(), summary=summarize(st['rows']),
              timings=dict(wall_s=round(elapsed, 2), steps_per_s=round(st['step'] / max(elapsed, 1e-9), 1)), **extra)
-    pd.DataFrame(st['rows'], columns=['window', 'task', 'step_start', 'step_end', 'steps', 'loss', 'accuracy']).to_parquet(rd/'metrics.parquet')
+    if status != 'failed': _flush_series(rd, meter)   # a failed run's unsaved measurements are recomputed on resume
+    extra_cols = sorted({k for r in st['rows'] for k in r} - set(METRICS))
+    pd.DataFrame(st['rows'], columns=METRICS + extra_cols).to_parquet(rd/'metrics.parquet')
     _write_json(rd/'config.json', d)
     if status in FINAL: (rd/'checkpoint.pt').unlink(missing_ok=True)
 
@@ -394,18 +428,19 @@ def run(cfg:RunConfig|dict|None=None, **kw) -> Run:
     if info and info['status'] in FINAL and c.if_exists == 'resume': return load_run(rd)
     torch.set_num_threads(c.threads)
     stream, spec, learner = build(c)
+    meter = Meter(c.stats, learner, generator(c.seed, 'stats', learner_device(learner)), c.stats_probe, c.stats_series) if c.stats else None
     rd.mkdir(parents=True, exist_ok=True)
     with _Lock(rd):
-        st, d = _start(rd, c, learner, stream, spec)
+        st, d = _start(rd, c, learner, stream, spec, meter)
         st['t0'] = time.perf_counter()
         _write_json(rd/'config.json', d)
-        save = lambda: _save(rd, st, learner, stream, d)
+        save = lambda: _save(rd, st, learner, stream, d, meter)
         try:
             with tqdm(total=c.n_steps, initial=st['step'], disable=not c.progress, desc=rd.name, mininterval=10, file=sys.stderr) as bar:
-                bad = _loop(c, stream, learner, st, save, bar)
+                bad = _loop(c, stream, learner, st, save, bar, meter)
         except BaseException as e:
             _finish(rd, d, st, 'failed', error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc()); raise
-        _finish(rd, d, st, 'done' if bad is None else 'diverged', diverged_at=bad)
+        _finish(rd, d, st, 'done' if bad is None else 'diverged', meter, diverged_at=bad)
     return load_run(rd)
 
 # %% ../nbs/50_run.ipynb
