@@ -11,12 +11,14 @@ from .stats import (sample_plasticity, zero_fraction, dead_fraction, dormant_fra
                            effective_rank, stable_rank, utility_stats, _weights)
 from .curvature import difference_norms, hutchinson_trace, top_eigenvalue, lanczos, spectrum_summary
 from .optim import UPGD
+from .hesscale import hesscale
+from .learners import LOSSES
 
 # %% auto 0
-__all__ = ['STAT_GROUPS', 'LOSSES', 'parse_stats', 'Meter']
+__all__ = ['STAT_GROUPS', 'parse_stats', 'Meter']
 
 # %% ../nbs/45_measure.ipynb
-STAT_GROUPS = ('plasticity', 'units', 'norms', 'rank', 'utility', 'input_curvature', 'hessian')
+STAT_GROUPS = ('plasticity', 'units', 'norms', 'rank', 'utility', 'input_curvature', 'hesscale', 'hessian')
 
 def parse_stats(spec:str) -> dict[str, int]:
     "'group:N,…' → {group: N}; an error names the valid groups."
@@ -30,8 +32,6 @@ def parse_stats(spec:str) -> dict[str, int]:
     return out
 
 # %% ../nbs/45_measure.ipynb
-LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
-
 class Meter:
     "Measures `learner` on the schedule `spec`; `before`/`after` wrap each step, `close` ends a window."
     def __init__(self, spec:str|dict, learner, generator:torch.Generator, probe_size:int=256, series:bool=False):
@@ -90,6 +90,10 @@ class Meter(Meter):
             v['effective_rank'] = sum(effective_rank(W) for W in Ws) / len(Ws)
             v['stable_rank'] = sum(stable_rank(W) for W in Ws) / len(Ws)
         if self.due('utility', step): v.update(utility_stats(self.l.opt, self.names))
+        if self.due('hesscale', step):
+            hv = torch.cat([t.flatten() for t in hesscale(net, x, y, self.l.loss).values()])
+            v.update({'hesscale/l1': float(hv.abs().sum()), 'hesscale/mean': float(hv.mean()), 'hesscale/max': float(hv.max()),
+                      'hesscale/neg_share': float((hv < 0).float().mean())})
         if self.due('hessian', step):
             px, py = self.probes()
             with torch.enable_grad():

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .hesscale import hesscale
+from .learners import LOSSES
 
 # %% auto 0
-__all__ = ['LOSSES', 'ranks', 'spearman', 'reference_spearman', 'oracle_utility', 'utility_measures']
+__all__ = ['ranks', 'spearman', 'reference_spearman', 'oracle_utility', 'utility_measures']
 
 # %% ../nbs/42_utility_quality.ipynb
 def ranks(v:torch.Tensor) -> torch.Tensor:
@@ -33,8 +34,6 @@ def reference_spearman(a:torch.Tensor, b:torch.Tensor) -> float:
     return float(1 - 6 * (d * d).sum() / (n * (n * n - 1)))
 
 # %% ../nbs/42_utility_quality.ipynb
-LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
-
 @torch.no_grad()
 def oracle_utility(net:nn.Module, x:torch.Tensor, y:torch.Tensor, loss:str='mse') -> list[torch.Tensor]:
     "For every parameter, L(θ with that element set to 0) − L(θ), element by element."
