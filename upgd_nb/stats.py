@@ -33,21 +33,34 @@ def utility_stats(opt, names:dict|None=None, tail:float=0.52, protected:float=0.
     rows = opt.utilities()
     if not rows: return {}
     names = names or {}
-    label = lambda r, i: names.get(r['carrier'], f'p{i}')
-    def block(prefix, U, Uh, ub):
-        d = {}
-        for kind, v in (('raw', U), ('corrected', Uh), ('ubar', ub)):
-            d.update({f'{prefix}{kind}/{k}': x for k, x in lp_norms(v).items()})
-        n = ub.numel()
-        d.update({f'{prefix}ubar_hist/{lo:g}-{hi:g}': float(c) / n for lo, hi, c in zip(UBAR_BINS, UBAR_BINS[1:], histogram(ub).tolist())})
-        d[f'{prefix}tail_share'] = float((ub > tail).sum()) / n
-        d[f'{prefix}protected_share'] = float((ub >= protected).sum()) / n
-        d[f'{prefix}max_ubar'] = float(ub.max())
-        return d
-    cat = lambda k: torch.cat([r[k].flatten() for r in rows])
-    out = {'utility/n': float(sum(r['ubar'].numel() for r in rows)), **block('utility/', cat('U'), cat('U_hat'), cat('ubar'))}
-    if per_layer:
-        for i, r in enumerate(rows): out.update(block(f'utility/{label(r, i)}/', r['U'], r['U_hat'], r['ubar']))
+    labels = [names.get(r['carrier'], f'p{i}') for i, r in enumerate(rows)]
+    sizes = [r['ubar'].numel() for r in rows]
+    dev = rows[0]['ubar'].device
+    seg_sum = lambda v: torch.stack([c.sum() for c in v.split(sizes)]).double()   # the carriers are contiguous segments
+    keys, vals = [], []   # per carrier, then the global value, all gathered before one transfer to Python
+    def add(name, per, glob): keys.append(name); vals.append(torch.cat([per, glob.reshape(1)]))
+    for kind, k in (('raw', 'U'), ('corrected', 'U_hat'), ('ubar', 'ubar')):
+        a = torch.cat([r[k].flatten() for r in rows]).float().abs()
+        m = a.max().clamp(min=1e-30).double(); b = a / m.float()      # ‖v‖ₚ = m·‖v/m‖ₚ: no underflow of tiny utilities
+        pw = {1: b}; pw[2] = b * b; pw[4] = pw[2] * pw[2]; pw[5] = pw[4] * b; pw[10] = pw[5] * pw[5]
+        for p in NORM_ORDERS:
+            ps = seg_sum(pw[p] if p in pw else b.pow(p)); add(f'{kind}/L{p}', m * ps.pow(1 / p), m * ps.sum().pow(1 / p))
+    ub = torch.cat([r['ubar'].flatten() for r in rows])
+    n = torch.tensor(sizes, dtype=torch.float64, device=dev)
+    seg = torch.repeat_interleave(torch.arange(len(rows), device=dev), n.long())   # carrier index of every element
+    e = torch.as_tensor(UBAR_BINS, dtype=ub.dtype, device=dev)
+    nb = len(UBAR_BINS) - 1
+    counts = torch.bincount(seg * nb + torch.bucketize(ub, e[1:-1], right=True), minlength=len(rows) * nb).view(len(rows), nb).double()
+    for j, (lo, hi) in enumerate(zip(UBAR_BINS, UBAR_BINS[1:])): add(f'ubar_hist/{lo:g}-{hi:g}', counts[:, j] / n, counts[:, j].sum() / n.sum())
+    for name, mask in (('tail_share', ub > tail), ('protected_share', ub >= protected)):
+        c = seg_sum(mask.float()); add(name, c / n, c.sum() / n.sum())
+    mx = torch.full((len(rows),), -1., dtype=ub.dtype, device=dev).scatter_reduce_(0, seg, ub, 'amax').double()
+    add('max_ubar', mx, mx.max())
+    table = torch.stack(vals).tolist()
+    out = {'utility/n': float(sum(sizes))}
+    for name, row in zip(keys, table):
+        out[f'utility/{name}'] = row[-1]
+        if per_layer: out.update({f'utility/{l}/{name}': x for l, x in zip(labels, row[:-1])})
     return out
 
 # %% ../nbs/41_stats.ipynb
