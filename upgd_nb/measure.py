@@ -34,11 +34,12 @@ def parse_stats(spec:str) -> dict[str, int]:
 # %% ../nbs/45_measure.ipynb
 class Meter:
     "Measures `learner` on the schedule `spec`; `before`/`after` wrap each step, `close` ends a window."
-    def __init__(self, spec:str|dict, learner, generator:torch.Generator, probe_size:int=256, series:bool=False):
+    def __init__(self, spec:str|dict, learner, generator:torch.Generator, probe_size:int=256, series:bool=False,
+                 dormant_tau:float=0.1): # ReDo's τ for `dormant_fraction` (0 would count the dead units again)
         self.every = parse_stats(spec) if isinstance(spec, str) else dict(spec)
         if 'utility' in self.every and not isinstance(learner.opt, UPGD):
             raise ValueError(f'the utility statistics need a UPGD optimizer; this learner uses {type(learner.opt).__name__}')
-        self.l, self.gen, self.probe_size, self.keep_series = learner, generator, probe_size, series
+        self.l, self.gen, self.probe_size, self.keep_series, self.dormant_tau = learner, generator, probe_size, series, dormant_tau
         self.names = {p: n for n, p in learner.net.named_parameters()}
         self.probe_x = self.probe_y = None; self.n_probe = 0
         self.sums, self.counts, self.series, self.pending = {}, {}, [], {}
@@ -82,7 +83,7 @@ class Meter(Meter):
             if self.due('units', step) and hs:
                 v['zero_fraction'] = float(zero_fraction(hs).mean())
                 _, phs = net(self.probes()[0], acts=True)
-                v['dead_fraction'], v['dormant_fraction'] = dead_fraction(phs), dormant_fraction(phs)
+                v['dead_fraction'], v['dormant_fraction'] = dead_fraction(phs), dormant_fraction(phs, self.dormant_tau)
         if self.due('norms', step): v.update(param_norms(net)); v.update(param_norms(net, grads=True))
         if self.due('rank', step):
             Ws = _weights(net)
