@@ -12,18 +12,16 @@ from .core import derive_seed
 from .nets import param_groups, feature_groups, layer_groups
 from .optim import SGD, UPGD
 from .hesscale import hesscale
-from .curvature import input_curvature, ESTIMATORS
+from .curvature import input_curvature, ESTIMATORS, LOSSES
 from .plasticity import CBP, ReDo
 from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
 
 # %% auto 0
-__all__ = ['LOSSES', 'learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init', 'cbp', 'redo',
+__all__ = ['learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init', 'cbp', 'redo',
            'shrink_and_perturb', 'upgd', 'adamw', 'CurvatureSignal', 'upgd_input_aware', 'sgd_curvature_gating',
            'adaupgd']
 
 # %% ../nbs/40_learners.ipynb
-LOSSES = dict(ce=F.cross_entropy, mse=F.mse_loss)
-
 class Learner:
     "Online learner: owns `net`, `opt` and the `loss` ('ce' or 'mse'); uses no task identities."
     def __init__(self, net:nn.Module, opt:torch.optim.Optimizer, loss:str='ce',

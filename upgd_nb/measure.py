@@ -12,7 +12,7 @@ from .stats import (sample_plasticity, zero_fraction, dead_fraction, dormant_fra
 from .curvature import difference_norms, hutchinson_trace, top_eigenvalue, lanczos, spectrum_summary
 from .optim import UPGD
 from .hesscale import hesscale
-from .learners import LOSSES
+from .curvature import LOSSES
 
 # %% auto 0
 __all__ = ['STAT_GROUPS', 'parse_stats', 'Meter']
@@ -45,8 +45,6 @@ class Meter:
         self.sums, self.counts, self.series, self.pending = {}, {}, [], {}
 
     def due(self, group:str, step:int) -> bool: return group in self.every and (step + 1) % self.every[group] == 0
-    @property
-    def active(self) -> bool: return bool(self.every)
 
 # %% ../nbs/45_measure.ipynb
 class Meter(Meter):

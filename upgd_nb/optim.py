@@ -80,6 +80,10 @@ class NoisyOptimizer(NoisyOptimizer):
         super().load_state_dict(sd)
 
 # %% ../nbs/35_optim.ipynb
+def _sigmoid(z:float) -> float:
+    "The logistic function of a Python float, without overflow."
+    return 1 / (1 + math.exp(-max(min(z, 700.), -700.)))
+
 class NoisyOptimizer(NoisyOptimizer):
     def set_curvature(self, kappa:float):
         "Record the caller's curvature signal κ (a scalar) for the next steps: latest value, count and EMA."
@@ -117,7 +121,7 @@ class SGD(NoisyOptimizer):
         "The scalar curvature gate sigmoid(−(κ − τ)/s); 1 without `curvature_gate` or before the first κ."
         k = self.curvature['kappa']
         if not g['curvature_gate'] or k is None: return 1.
-        return 1 / (1 + math.exp(max(min((k - g['tau']) / g['curvature_scale'], 700.), -700.)))
+        return _sigmoid(-(k - g['tau']) / g['curvature_scale'])
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -135,12 +139,11 @@ GATINGS = ('upgd', 'linear_clamp', 'option_c', 'option_d')
 def curvature_lambda(kappa:float, kappa_hat:float, mapping:str='sigmoid', tau:float=1., scale:float=0.1,
                      lambda_max:float=1.) -> float:
     "Protection strength λ ∈ [0, λ_max] from the latest curvature κ and its bias-corrected EMA κ̂ (spec §A.10.1c)."
-    sig = lambda z: 1 / (1 + math.exp(-max(min(z, 700.), -700.)))
-    if mapping == 'sigmoid': lam = lambda_max * sig((kappa - tau) / scale)
+    if mapping == 'sigmoid': lam = lambda_max * _sigmoid((kappa - tau) / scale)
     elif mapping == 'centered_linear': lam = 1 + (kappa - tau) / scale
     elif mapping == 'ratio': lam = kappa / max(kappa_hat, 1e-12)
     elif mapping == 'tau_ratio': lam = kappa / tau
-    elif mapping == 'sigmoid_tau_ratio': lam = lambda_max * sig((kappa - tau) / tau)
+    elif mapping == 'sigmoid_tau_ratio': lam = lambda_max * _sigmoid((kappa - tau) / tau)
     else: raise ValueError(f'lambda_mapping must be one of {LAMBDA_MAPPINGS}, got {mapping!r}')
     return min(max(lam, 0.), lambda_max)
 
@@ -242,6 +245,11 @@ class UPGD(UPGD):
         k = self.curvature['kappa']
         return 0. if k is None else curvature_lambda(k, self.kappa_hat(), **self.lam_args)
 
+    def _scaled(self, g, U, bc, eta) -> torch.Tensor:
+        "ū of one carrier: Û = U/bc scaled globally (by η) or locally, then the optional clamp."
+        ubar = scale_global(U / bc, eta) if g['scope'] == 'global' else scale_local(U / bc)
+        return ubar.clamp(g['ubar_min'], g['ubar_max']) if g['ubar_min'] > 0 or g['ubar_max'] < 1 else ubar
+
     def _gate(self, g, u, lam):
         if not g['gated']: return g['non_gated_scale']
         return 1 - u if lam is None else curvature_gate(u, lam, self.gating, **self.gate_args)
@@ -256,8 +264,7 @@ class UPGD(UPGD):
             if U is None:  # the output layer of feature-wise UPGD: (1 − αλ)θ − αg
                 for p in ps: perturbed_step_(p, self._direction(g, p), g['lr'], g['weight_decay'], factor=g['step_factor'])
                 continue
-            ubar = scale_global(U / bc, eta) if g['scope'] == 'global' else scale_local(U / bc)
-            if g['ubar_min'] > 0 or g['ubar_max'] < 1: ubar = ubar.clamp(g['ubar_min'], g['ubar_max'])
+            ubar = self._scaled(g, U, bc, eta)
             for p in ps:
                 u = ubar if p is c else ubar.reshape(-1, *[1] * (p.ndim - 1))  # a feature's ū gates its row and bias
                 d = self._direction(g, p)
@@ -275,7 +282,6 @@ class UPGD(UPGD):
                   for g, c, ps in self._carriers() if c is not None and self.state[c]]
         eta, out = self._eta(traces), []
         for g, c, ps, U, bc in traces:
-            ubar = scale_global(U / bc, eta) if g['scope'] == 'global' else scale_local(U / bc)
-            if g['ubar_min'] > 0 or g['ubar_max'] < 1: ubar = ubar.clamp(g['ubar_min'], g['ubar_max'])
+            ubar = self._scaled(g, U, bc, eta)
             out.append(dict(carrier=c, params=ps, U=U, U_hat=U / bc, ubar=ubar, gated=g['gated']))
         return out

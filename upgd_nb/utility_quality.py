@@ -8,7 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .hesscale import hesscale
-from .learners import LOSSES
+from .curvature import LOSSES
 
 # %% auto 0
 __all__ = ['ranks', 'spearman', 'reference_spearman', 'oracle_utility', 'utility_measures']
