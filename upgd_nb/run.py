@@ -4,7 +4,8 @@
 
 # %% ../nbs/50_run.ipynb 2
 from __future__ import annotations
-import difflib, hashlib, json, os, re, shutil, socket, sys, time, traceback
+import difflib, hashlib, itertools, json, os, re, shutil, socket, sys, time, traceback
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,11 +18,13 @@ from .nets import ACTS, build_net, n_params
 from .learners import learners, learner_params
 from .optim import GATINGS, LAMBDA_MAPPINGS
 from .measure import Meter, parse_stats, STAT_GROUPS
+from .population import Population, flat_unsupported, max_population
 
 # %% auto 0
-__all__ = ['IDENTITY', 'FINAL', 'METRICS', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id', 'run_dir',
-           'net_spec', 'build', 'read_config', 'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'run',
-           'task_table', 'plot_curve', 'parse_params', 'launch', 'main']
+__all__ = ['IDENTITY', 'FINAL', 'METRICS', 'PER_MEMBER', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id',
+           'run_dir', 'net_kind', 'flat_reason', 'engine_of', 'net_spec', 'build', 'read_config', 'RunLocked',
+           'learner_device', 'summarize', 'Run', 'load_run', 'run_many', 'run', 'task_table', 'plot_curve',
+           'parse_params', 'expand', 'launch', 'main']
 
 # %% ../nbs/50_run.ipynb
 def P(default, help:str, group:str='io', choices=None):
@@ -89,6 +92,7 @@ class RunConfig:
     stats_series: bool = P(False, 'also keep every measurement, by step, in series/ (parquet parts)', 'stats')
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
+    engine: str = P('auto', "'flat' (populations over flat buffers: sgd, pgd, shrink_and_perturb, global upgd on MLPs), 'module' (every learner, statistics), 'auto' (flat where it applies)", 'engine', ('auto', 'flat', 'module'))
     threads: int = P(1, 'torch CPU threads (1 is fastest at batch size 1; bit-identical results need the same count)')
     data_root: str = P('', "'' = $UPGD_NB_DATA, else data/ in the repository")
     verify_data: bool = P(True, 'check the data files: official checksums, sample counts and label range')
@@ -161,6 +165,7 @@ def _choice_errors(c) -> list[str]:
         if ch and getattr(c, f.name) not in ch: e.append(f'{f.name} must be one of {list(ch)}, got {getattr(c, f.name)!r}')
     try: get_device(c.device)
     except ValueError as x: e.append(str(x))
+    if c.engine == 'flat' and c.learner in learners and (why := flat_reason(c)): e.append(f"engine='flat' cannot run {why}; use engine='module' or 'auto'")
     if c.learner in learners:
         takes = learner_params(c.learner)
         for f in fields(c):
@@ -205,7 +210,8 @@ def identity(c:RunConfig) -> dict:
     "What a run computes: task, network and run parameters, the learner with its own hyperparameters, the device type."
     d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY}
     st = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'stats'} if c.stats else {}
-    return {**d, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type, **st}
+    eng = {'engine': 'flat'} if engine_of(c) == 'flat' else {}  # module-engine runs keep the identities they always had
+    return {**d, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type, **st, **eng}
 
 def run_id(c:RunConfig) -> str:
     "Folder name of the run: task, learner, seed and an 8-hex hash of its identity."
@@ -215,6 +221,19 @@ def run_id(c:RunConfig) -> str:
 def run_dir(c:RunConfig) -> Path:
     "outputs/<experiment>/<run-id>/ for config `c`."
     return outputs_root(c.out_root or None)/c.experiment/run_id(c)
+
+# %% ../nbs/50_run.ipynb
+def net_kind(c:RunConfig) -> str:
+    "The network kind of `c` without loading any data: `net`, or the task's paper network for 'auto'."
+    return c.net if c.net != 'auto' else ('cnn' if c.task == 'label_permuted_cifar10' else 'mlp')
+
+def flat_reason(c:RunConfig) -> str|None:
+    "Why the flat engine cannot run `c` (None: it can)."
+    return flat_unsupported(c.learner, learner_kwargs(c), dict(kind=net_kind(c)), c.stats)
+
+def engine_of(c:RunConfig) -> str:
+    "'flat' or 'module': the engine that runs `c`."
+    return 'module' if c.engine == 'module' or (c.engine == 'auto' and flat_reason(c)) else 'flat'
 
 # %% ../nbs/50_run.ipynb
 def net_spec(c:RunConfig, stream) -> dict:
@@ -277,46 +296,84 @@ class _Lock:
 def _now(): return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
 # %% ../nbs/50_run.ipynb
-class _Windows:
-    def __init__(self, stream, device):
-        self.s, self.cls = stream, stream.loss == 'ce'
-        self.loss = torch.zeros(stream.window, device=device)
-        self.correct = torch.full((stream.window,), float('nan'), device=device)
-
-    def close(self, start:int, n:int) -> tuple[dict|None, int|None]:
-        "The row of the window of `n` steps from `start`, and the step of the first non-finite loss if any."
-        loss, bad = self.loss[:n], None
-        nonfinite = ~torch.isfinite(loss)
-        if nonfinite.any(): bad = start + int(nonfinite.int().argmax()); n = bad - start; loss = loss[:n]
-        if n == 0: return None, bad
-        return dict(window=start // self.s.window, task=self.s.task_of(start), step_start=start, step_end=start + n,
-                    steps=n, loss=float(loss.mean()), accuracy=float(self.correct[:n].mean())), bad
+def _close(stream, start:int, loss:torch.Tensor, correct:torch.Tensor) -> tuple[dict|None, int|None]:
+    "The row of one member's window of len(loss) steps from `start`, and the step of its first non-finite loss if any."
+    n, bad = len(loss), None
+    nonfinite = ~torch.isfinite(loss)
+    if nonfinite.any(): bad = start + int(nonfinite.int().argmax()); n = bad - start
+    if n == 0: return None, bad
+    return dict(window=start // stream.window, task=stream.task_of(start), step_start=start, step_end=start + n,
+                steps=n, loss=float(loss[:n].mean()), accuracy=float(correct[:n].mean())), bad
 
 # %% ../nbs/50_run.ipynb
-def _loop(c:RunConfig, stream, learner, st:dict, save, bar, meter=None) -> int|None:
-    w = _Windows(stream, learner_device(learner))
-    step, last_ckpt = st['step'], st['step']
-    while step < c.n_steps:
-        n = min(stream.window - step % stream.window, c.n_steps - step)
+class _Module:
+    "The module engine: one learner of `upgd_nb.learners` and its stream (and statistics `Meter`), one sample at a time."
+    def __init__(self, cs:list[RunConfig]):
+        (c,) = cs
+        self.stream, self.spec, self.learner = build(c)
+        self.device, self.n_params, self.streams, self.window = learner_device(self.learner), n_params(self.learner.net), [self.stream], self.stream.window
+        self.meter = Meter(c.stats, self.learner, generator(c.seed, 'stats', self.device), c.stats_probe, c.stats_series) if c.stats else None
+
+    def advance(self, step:int, n:int) -> tuple[torch.Tensor, torch.Tensor]:
+        X, Y = self.stream.next_window(n)
+        loss, correct = torch.zeros(1, n, device=self.device), torch.full((1, n), float('nan'), device=self.device)
+        l, m = self.learner, self.meter
         for j in range(n):
-            if meter is None: r = learner.observe(*stream.next())
-            else:
-                x, y = stream.next()
-                meter.before(step + j, x, y); r = learner.observe(x, y); meter.after(step + j, x, y, r)
-            w.loss[j] = r['loss']
-            if w.cls: w.correct[j] = r['correct']
-        row, bad = w.close(step, n)
-        if meter is not None:
-            m = meter.close()
-            if row: row.update(m)
-        if row: st['rows'].append(row)
-        step = st['step'] = step + n
-        bar.update(n); bar.set_postfix(acc=f"{row['accuracy']:.3f}" if row and w.cls else None, refresh=False)
-        if bad is not None: return bad
-        if step - last_ckpt >= c.checkpoint_every and step < c.n_steps: save(); last_ckpt = step
-    return None
+            x, y = X[j:j+1], Y[j:j+1]
+            if m: m.before(step + j, x, y)
+            r = l.observe(x, y)
+            if m: m.after(step + j, x, y, r)
+            loss[0, j] = r['loss']
+            if 'correct' in r: correct[0, j] = r['correct']
+        return loss, correct
+
+    def window_stats(self, s:int) -> dict: return self.meter.close() if self.meter else {}
+    def flush(self, s:int, rd:Path): _flush_series(rd, self.meter)
+    def state(self, s:int) -> dict:
+        return dict(learner=self.learner.state_dict(), stream=self.stream.state_dict(), meter=self.meter.state_dict() if self.meter else None)
+    def restore(self, s:int, ck:dict):
+        self.learner.load_state_dict(ck['learner']); self.stream.load_state_dict(ck['stream'])
+        if self.meter is not None: self.meter.load_state_dict(ck['meter'])
 
 def learner_device(l) -> torch.device: return next(l.net.parameters()).device
+
+# %% ../nbs/50_run.ipynb
+class _Flat:
+    "The flat engine: a `Population` of configs that differ only in seed and per-learner hyperparameters; one stream per seed."
+    def __init__(self, cs:list[RunConfig]):
+        c = cs[0]; self.device = dev = get_device(c.device)
+        self.by_seed = {s: make_task(c.task, s, c.change_freq or None, c.data_root or None, dev, c.verify_data) for s in dict.fromkeys(x.seed for x in cs)}
+        self.streams = [self.by_seed[x.seed] for x in cs]
+        s0 = self.streams[0]; self.spec, self.window = net_spec(c, s0), s0.window
+        self.pop = Population(self.spec, s0.n_inputs, s0.n_outputs, s0.loss, c.learner, [dict(seed=x.seed, **learner_kwargs(x)) for x in cs], dev)
+        self.idx = torch.tensor([list(self.by_seed).index(x.seed) for x in cs], device=dev)
+        self.n_params = self.pop.theta.shape[1]
+
+    def advance(self, step:int, n:int) -> tuple[torch.Tensor, torch.Tensor]:
+        X, Y = zip(*[s.next_window(n) for s in self.by_seed.values()])
+        return self.pop.advance(torch.stack(X), torch.stack(Y), self.idx)
+
+    def window_stats(self, s:int) -> dict: return {}
+    def flush(self, s:int, rd:Path): pass
+    def state(self, s:int) -> dict: return dict(learner=self.pop.member_state(s), stream=self.streams[s].state_dict(), meter=None)
+    def restore(self, s:int, ck:dict): self.pop.load_member(s, ck['learner']); self.streams[s].load_state_dict(ck['stream'])
+
+# %% ../nbs/50_run.ipynb
+def _loop(c:RunConfig, eng, sts:list[dict], live:list[int], diverged, save, bar):
+    step = last = sts[live[0]]['step']
+    while step < c.n_steps and live:
+        n = min(eng.window - step % eng.window, c.n_steps - step)
+        loss, correct = eng.advance(step, n)
+        for s in list(live):
+            row, bad = _close(eng.streams[s], step, loss[s], correct[s])
+            extra = eng.window_stats(s)
+            if row: row.update(extra); sts[s]['rows'].append(row)
+            sts[s]['step'] = step + n
+            if bad is not None: live.remove(s); diverged(s, bad)
+        step += n
+        row = sts[live[0]]['rows'][-1] if live and sts[live[0]]['rows'] else None
+        bar.update(n); bar.set_postfix(acc=f"{row['accuracy']:.3f}" if row and row['accuracy'] == row['accuracy'] else None, refresh=False)
+        if live and step - last >= c.checkpoint_every and step < c.n_steps: save(); last = step
 
 # %% ../nbs/50_run.ipynb
 def _flush_series(rd:Path, meter):
@@ -325,19 +382,17 @@ def _flush_series(rd:Path, meter):
     (rd/'series').mkdir(exist_ok=True)
     pd.DataFrame(meter.series).to_parquet(rd/'series'/f"part-{meter.series[0]['step']:010d}.parquet"); meter.series.clear()
 
-def _save(rd:Path, st:dict, learner, stream, cfg_d:dict, meter=None):
-    _flush_series(rd, meter)
+def _save(rd:Path, st:dict, eng, s:int, cfg_d:dict):
+    eng.flush(s, rd)
     tmp = rd/'checkpoint.tmp'
-    torch.save(dict(step=st['step'], rows=st['rows'], elapsed=st['elapsed'] + time.perf_counter() - st['t0'],
-                    learner=learner.state_dict(), stream=stream.state_dict(), meter=meter.state_dict() if meter else None), tmp)
+    torch.save(dict(step=st['step'], rows=st['rows'], elapsed=st['elapsed'] + time.perf_counter() - st['t0'], **eng.state(s)), tmp)
     os.replace(tmp, rd/'checkpoint.pt')
     pd.DataFrame(st['rows']).to_parquet(rd/'metrics.parquet')
     cfg_d['step'] = st['step']; _write_json(rd/'config.json', cfg_d)
 
-def _restore(rd:Path, learner, stream, meter=None) -> dict:
+def _restore(rd:Path, eng, s:int) -> dict:
     ck = torch.load(rd/'checkpoint.pt', weights_only=False)
-    learner.load_state_dict(ck['learner']); stream.load_state_dict(ck['stream'])
-    if meter is not None: meter.load_state_dict(ck['meter'])
+    eng.restore(s, ck)
     for part in (rd/'series').glob('part-*.parquet'):  # parts written after the checkpoint are recomputed
         if int(part.stem[5:]) >= ck['step']: part.unlink()
     return dict(step=ck['step'], rows=ck['rows'], elapsed=ck['elapsed'])
@@ -393,55 +448,93 @@ def _existing(rd:Path, c:RunConfig) -> dict|None:
         raise FileExistsError(f"{rd} is a finished run ({info['status']}); pass if_exists='overwrite' to recompute it, or 'resume' to load it")
     return info
 
-def _start(rd:Path, c:RunConfig, learner, stream, spec, meter=None) -> tuple[dict, dict]:
+def _start(rd:Path, c:RunConfig, eng, s:int, size:int) -> tuple[dict, dict]:
+    "Member s's state (restored from its checkpoint if any) and its config.json contents."
     if c.if_exists == 'overwrite':
         for f in ('checkpoint.pt', 'metrics.parquet', 'config.json'): (rd/f).unlink(missing_ok=True)
     if (rd/'series').exists() and (c.if_exists == 'overwrite' or not (rd/'checkpoint.pt').exists()): shutil.rmtree(rd/'series')
-    st = _restore(rd, learner, stream, meter) if (rd/'checkpoint.pt').exists() else dict(step=0, rows=[], elapsed=0.)
-    old = read_config(rd) or {}
+    st = _restore(rd, eng, s) if (rd/'checkpoint.pt').exists() else dict(step=0, rows=[], elapsed=0.)
+    old, stream = read_config(rd) or {}, eng.streams[s]
     d = dict(run_id=rd.name, status='running', step=st['step'], config=asdict(c), identity=identity(c),
              task=dict(name=stream.name, n_inputs=stream.n_inputs, n_outputs=stream.n_outputs, loss=stream.loss,
                        change_freq=stream.change_freq, window=stream.window),
-             net=dict(spec, n_params=n_params(learner.net)), env=env_info(learner_device(learner)),
+             net=dict(eng.spec, n_params=eng.n_params), env=env_info(eng.device), engine=engine_of(c), population=size,
              started=old.get('started', _now()), resumed=old.get('resumed', []) + ([dict(at=_now(), step=st['step'])] if st['step'] else []))
     return st, d
 
 # %% ../nbs/50_run.ipynb
 METRICS = ['window', 'task', 'step_start', 'step_end', 'steps', 'loss', 'accuracy']
 
-def _finish(rd:Path, d:dict, st:dict, status:str, meter=None, **extra):
+def _finish(rd:Path, d:dict, st:dict, status:str, eng=None, s:int=0, **extra):
     elapsed = st['elapsed'] + time.perf_counter() - st['t0']
     d.update(status=status, step=st['step'], finished=_now(), summary=summarize(st['rows']),
              timings=dict(wall_s=round(elapsed, 2), steps_per_s=round(st['step'] / max(elapsed, 1e-9), 1)), **extra)
-    if status != 'failed': _flush_series(rd, meter)   # a failed run's unsaved measurements are recomputed on resume
+    if status != 'failed' and eng is not None: eng.flush(s, rd)   # a failed run's unsaved measurements are recomputed on resume
     extra_cols = sorted({k for r in st['rows'] for k in r} - set(METRICS))
     pd.DataFrame(st['rows'], columns=METRICS + extra_cols).to_parquet(rd/'metrics.parquet')
     _write_json(rd/'config.json', d)
     if status in FINAL: (rd/'checkpoint.pt').unlink(missing_ok=True)
 
 # %% ../nbs/50_run.ipynb
+def _run_group(cs:list[RunConfig]):
+    "Run the configs `cs` (one module-engine config, or a flat-engine population) to the end, each in its own folder."
+    torch.set_num_threads(cs[0].threads)
+    eng = _Flat(cs) if engine_of(cs[0]) == 'flat' else _Module(cs)
+    rds = [run_dir(c) for c in cs]
+    for rd in rds: rd.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as locks:
+        for rd in rds: locks.enter_context(_Lock(rd))
+        sts, ds = zip(*[_start(rd, c, eng, s, len(cs)) for s, (rd, c) in enumerate(zip(rds, cs))])
+        if len({st['step'] for st in sts}) > 1: raise RuntimeError(f'members of one population stand at different steps: {[st["step"] for st in sts]}')
+        t0, live = time.perf_counter(), list(range(len(cs)))
+        for rd, st, d in zip(rds, sts, ds): st['t0'] = t0; _write_json(rd/'config.json', d)
+        diverged = lambda s, at: _finish(rds[s], ds[s], sts[s], 'diverged', eng, s, diverged_at=at)
+        def save():
+            for s in live: _save(rds[s], sts[s], eng, s, ds[s])
+        desc = rds[0].name if len(cs) == 1 else f'{cs[0].task}-{cs[0].learner} ×{len(cs)}'
+        try:
+            with tqdm(total=cs[0].n_steps, initial=sts[0]['step'], disable=not cs[0].progress, desc=desc, mininterval=10, file=sys.stderr) as bar:
+                _loop(cs[0], eng, sts, live, diverged, save, bar)
+        except BaseException as e:
+            for s in live: _finish(rds[s], ds[s], sts[s], 'failed', error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc())
+            raise
+        for s in live: _finish(rds[s], ds[s], sts[s], 'done', eng, s, diverged_at=None)
+
+# %% ../nbs/50_run.ipynb
+PER_MEMBER = ('seed', 'lr', 'weight_decay', 'sigma', 'beta_utility', 'eta_min', 'step_factor', 'ubar_min', 'ubar_max',
+              'experiment', 'out_root', 'if_exists')  # may differ within a population
+
+def _group_key(c:RunConfig) -> tuple:
+    "Configs with the same key run as one population (flat engine); a module-engine config is a group of its own."
+    rd = run_dir(c)
+    at = torch.load(rd/'checkpoint.pt', weights_only=False)['step'] if c.if_exists != 'overwrite' and (rd/'checkpoint.pt').exists() else 0
+    if engine_of(c) == 'module': return ('module', str(rd))
+    return ('flat', at, *[(k, v) for k, v in asdict(c).items() if k not in PER_MEMBER])
+
+def _fits(c:RunConfig) -> int:
+    "How many members of `c`'s population fit in memory (`upgd_nb.population.max_population`, one stream each)."
+    s = make_task(c.task, c.seed, c.change_freq or None, c.data_root or None, 'cpu', c.verify_data)
+    spec = net_spec(c, s)
+    P = n_params(build_net(spec, s.n_inputs, s.n_outputs, torch.Generator()))
+    return max_population(P, c.learner == 'upgd', s.window, s.n_inputs, get_device(c.device), hidden=spec.get('hidden', ()))
+
+def run_many(cfgs:list, max_size:int|None=None, # members per population; None: as many as fit in memory
+            ) -> list[Run]:
+    "Run (or resume, or load) every config of `cfgs`; flat-engine configs that differ only per learner run as populations."
+    cs = [RunConfig.make(c) for c in cfgs]   # every config validated before any compute
+    rds = [run_dir(c) for c in cs]
+    if len(set(rds)) < len(rds): raise ConfigError(f'the same run is listed twice: {sorted({str(r) for r in rds if rds.count(r) > 1})}')
+    todo = [c for c, rd in zip(cs, rds) if not ((info := _existing(rd, c)) and info['status'] in FINAL and c.if_exists == 'resume')]
+    groups = {}
+    for c in todo: groups.setdefault(_group_key(c), []).append(c)
+    for key, g in groups.items():
+        size = max_size or (1 if key[0] == 'module' else _fits(g[0]))
+        for i in range(0, len(g), size): _run_group(g[i:i + size])
+    return [load_run(rd) for rd in rds]
+
 def run(cfg:RunConfig|dict|None=None, **kw) -> Run:
     "Run (or resume, or load) the experiment of `cfg` updated by `kw`; returns the `Run`."
-    c = RunConfig.make(cfg, **kw)
-    rd = run_dir(c)
-    info = _existing(rd, c)
-    if info and info['status'] in FINAL and c.if_exists == 'resume': return load_run(rd)
-    torch.set_num_threads(c.threads)
-    stream, spec, learner = build(c)
-    meter = Meter(c.stats, learner, generator(c.seed, 'stats', learner_device(learner)), c.stats_probe, c.stats_series) if c.stats else None
-    rd.mkdir(parents=True, exist_ok=True)
-    with _Lock(rd):
-        st, d = _start(rd, c, learner, stream, spec, meter)
-        st['t0'] = time.perf_counter()
-        _write_json(rd/'config.json', d)
-        save = lambda: _save(rd, st, learner, stream, d, meter)
-        try:
-            with tqdm(total=c.n_steps, initial=st['step'], disable=not c.progress, desc=rd.name, mininterval=10, file=sys.stderr) as bar:
-                bad = _loop(c, stream, learner, st, save, bar, meter)
-        except BaseException as e:
-            _finish(rd, d, st, 'failed', error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc()); raise
-        _finish(rd, d, st, 'done' if bad is None else 'diverged', meter, diverged_at=bad)
-    return load_run(rd)
+    return run_many([RunConfig.make(cfg, **kw)])[0]
 
 # %% ../nbs/50_run.ipynb
 def task_table(r:Run) -> pd.DataFrame:
@@ -477,21 +570,38 @@ def parse_params(argv:list[str]) -> dict:
     return {k: _literal(v) for k, v in zip(argv[1::3], argv[2::3])}
 
 # %% ../nbs/50_run.ipynb
-def launch(params:dict, notebook:str|Path|None=None) -> Path:
-    "Validate `params` as a `RunConfig`, then execute the run notebook with papermill into the run's folder."
+def expand(params:dict) -> list[RunConfig]:
+    "All configs of the Cartesian product of `params`' list values ('a,b' strings count as lists for numeric parameters)."
+    types = {f.name: f.type for f in fields(RunConfig)}
+    def values(k, v):
+        if isinstance(v, (list, tuple)): return list(v)
+        if isinstance(v, str) and types.get(k) in ('int', 'float') and ',' in v: return [_literal(x.strip()) for x in v.strip('[]').split(',')]
+        return [v]
+    d = {k: values(k, v) for k, v in params.items() if k in types}
+    bad = [k for k in params if k not in types and not k.startswith('_')]
+    if bad: RunConfig.make({k: params[k] for k in bad})  # raises, naming the closest parameters
+    return [RunConfig.make(dict(zip(d, combo))) for combo in itertools.product(*d.values())]
+
+# %% ../nbs/50_run.ipynb
+def launch(params:dict, notebook:str|Path|None=None) -> list[Path]:
+    "Validate `params` (values may be lists: `expand`), then execute the run notebook with papermill; the run folders."
     import papermill as pm
-    c = RunConfig.make(params)
-    rd = run_dir(c); info = _existing(rd, c)
-    if info and info['status'] in FINAL and c.if_exists == 'resume':
-        print(f"{rd} is already {info['status']}: nothing to do (pass -p if_exists overwrite to recompute)"); return rd
+    cs = expand(params); rds = [run_dir(c) for c in cs]
+    todo = [c for c, rd in zip(cs, rds) if not ((info := _existing(rd, c)) and info['status'] in FINAL and c.if_exists == 'resume')]
+    if not todo:
+        print(f"{len(rds)} run(s) already finished, e.g. {rds[0]}: nothing to do (pass -p if_exists overwrite to recompute)"); return rds
     nb = Path(notebook) if notebook else (repo_root() or Path.cwd())/'nbs'/'run.ipynb'
     if not nb.exists(): raise FileNotFoundError(f'run notebook {nb} not found: run upgd-run inside the upgd_nb checkout')
-    rd.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(nb, rd/'run.ipynb', parameters=params, cwd=nb.parent, progress_bar=False)
-    return rd
+    if len(cs) == 1: out = rds[0]/'run.ipynb'
+    else:  # a batch: the notebook is named from its runs, next to them
+        h = hashlib.sha256(' '.join(sorted(str(r) for r in rds)).encode()).hexdigest()[:8]
+        out = outputs_root(cs[0].out_root or None)/cs[0].experiment/'batches'/f'{cs[0].task}-{cs[0].learner}-x{len(cs)}-{h}.ipynb'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(nb, out, parameters=params, cwd=nb.parent, progress_bar=False)
+    return rds
 
 def main(argv:list[str]|None=None):
     "Console entry point `upgd-run`: usage and config errors end the program with their message."
-    try: rd = launch(parse_params(sys.argv[1:] if argv is None else argv))
+    try: rds = launch(parse_params(sys.argv[1:] if argv is None else argv))
     except ValueError as e: raise SystemExit(f'upgd-run: {e}') from None
-    print(load_run(rd))
+    for rd in rds: print(load_run(rd))

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import functools
 import torch
-from .core import derive_seed
+from .core import derive_seed, data_root
 from .data import DATASETS, load, to_unit
 
 # %% auto 0
@@ -46,6 +46,14 @@ class Stream(Stream):
         self._snap = dict(gen=self.gen.get_state(), **{k: getattr(self, k) for k in self._keys})
         if self.change_freq and self.step % self.change_freq == 0: self._new_task(self.step // self.change_freq)
         self._x, self._y = self._block(self.window)
+
+    def next_window(self, n:int) -> tuple[torch.Tensor, torch.Tensor]:
+        "The next `n` samples at once (at most to the end of the current window): what `n` calls of `next` return, stacked."
+        if self.step % self.window == 0: self._refill()
+        i = self.step % self.window
+        if not 1 <= n <= self.window - i: raise ValueError(f'n must be in [1, {self.window - i}] here (window {self.window}, step {self.step}), got {n}')
+        self.step += n
+        return self._x[i:i+n], self._y[i:i+n]
 
     def state_dict(self) -> dict:
         "Everything needed to continue the stream exactly where it is."
@@ -140,9 +148,14 @@ def task(f):
 
 MLP = dict(kind='mlp', hidden=(300, 150), act='relu')
 
+@functools.lru_cache(maxsize=4)
+def _train_split(dataset:str, root:str, device:str, verify:bool):
+    "The training split, loaded once per process: the streams of many seeds (a population) share one copy."
+    return load(dataset, 'train', root, device, verify)
+
 def _images(dataset, permute, f, seed, change_freq, root, device, verify, **kw) -> ImageStream:
     "A stream over the training split of `dataset`, with a new `permute` every `change_freq` (default `f`) steps."
-    x, y = load(dataset, 'train', root, device, verify)
+    x, y = _train_split(dataset, str(data_root(root)), str(torch.device(device)), verify)
     return ImageStream(x, y, DATASETS[dataset].n_classes, permute, (change_freq or f) if permute else None, seed, device=device, **kw)
 
 # %% ../nbs/20_tasks.ipynb
