@@ -16,7 +16,7 @@ except ImportError: triton = tl = None
 
 # %% auto 0
 __all__ = ['GAMMA', 'splitmix64', 'noise_key', 'counter_normal', 'step_constants', 'eta_of', 'flat_step', 'flat_step_',
-           'fused_step_', 'triton_step_']
+           'cpu_step', 'fused_step_', 'triton_step_', 'rank1_meta', 'rank1_step_']
 
 # %% ../nbs/46_kernels.ipynb
 GAMMA = -0x61c8864680b583eb          # 0x9E3779B97F4A7C15 (the golden-ratio increment) as a signed int64
@@ -39,12 +39,12 @@ def counter_normal(keys:torch.Tensor, # [S] int64 learner keys (`noise_key`)
                    t:torch.Tensor|int, # the step (0-d int64 tensor or int)
                    P:int, # values per learner
                   ) -> torch.Tensor:
-    "[S, P] standard normals: element e of learner s at step t from SplitMix64(k_s + (t·2³² + e + 1)·γ) and Box–Muller."
-    e = torch.arange(P, dtype=torch.int64, device=keys.device)
-    h = splitmix64(keys.view(-1, 1) + (e + (torch.as_tensor(t, device=keys.device) * 2**32 + 1)) * GAMMA)
-    u1 = (_shr(h, 40).float() + 0.5) * 2.0**-24
-    u2 = (((h >> 8) & 0xFFFFFF).float() + 0.5) * 2.0**-24
-    return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
+    "[S, P] standard normals: with H = ⌈P/2⌉, elements k and H + k of learner s at step t are Box–Muller's pair from SplitMix64(k_s + (t·2³² + k + 1)·γ)."
+    k = torch.arange((P + 1) // 2, dtype=torch.int64, device=keys.device)
+    h = splitmix64(keys.view(-1, 1) + (k + (torch.as_tensor(t, device=keys.device) * 2**32 + 1)) * GAMMA)
+    r = torch.sqrt(-2 * torch.log((_shr(h, 40).float() + 0.5) * 2.0**-24))
+    th = 2 * math.pi * ((((h >> 8) & 0xFFFFFF).float() + 0.5) * 2.0**-24)
+    return torch.cat([r * torch.cos(th), r * torch.sin(th)], 1)[:, :P]
 
 # %% ../nbs/46_kernels.ipynb
 def step_constants(lr, weight_decay, sigma, beta_utility=None, eta_min=None, step_factor=None, ubar_min=None,
@@ -71,9 +71,12 @@ def flat_step(theta:torch.Tensor, # [S, P] parameters
               t:torch.Tensor|int=1, # the step being taken (1, 2, …): the noise counter and UPGD's bias correction
               U:torch.Tensor|None=None, # [S, P] utility traces (UPGD); None: the SGD family
               bc:torch.Tensor|None=None, # [S, 1] 1 − β_u^t (UPGD)
-              protect:bool=True, eta:str='raw') -> tuple[torch.Tensor, torch.Tensor|None]:
+              protect:bool=True, eta:str='raw',
+              z:torch.Tensor|None=None, # the [S, P] standard normals of this step if already drawn (else drawn from `keys`)
+             ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "One step of S learners over flat buffers, the SGD family (`U` None) or UPGD: the new θ and U. The reference for the fused forms."
-    xi = None if keys is None else counter_normal(keys, t, theta.shape[1]) * hp['sigma']
+    if z is None and keys is not None: z = counter_normal(keys, t, theta.shape[1])
+    xi = None if z is None else z * hp['sigma']
     if U is None: return theta * hp['decay'] - hp['alpha'] * (grad if xi is None else grad + xi), None
     Un = U * hp['beta'] + (-grad * theta) * hp['one_minus_beta']
     gate = 1 - torch.sigmoid(Un / bc / eta_of(Un.amax(1, keepdim=True), hp, bc, eta)).clamp(hp['ubar_min'], hp['ubar_max'])
@@ -81,32 +84,67 @@ def flat_step(theta:torch.Tensor, # [S, P] parameters
     else: d = (grad + xi) * gate if protect else grad + xi * gate
     return theta * hp['decay'] - hp['alpha'] * d, Un
 
-def flat_step_(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw', f=flat_step):
+def flat_step_(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw', f=flat_step, z=None):
     "`flat_step` in place: θ (and U) overwritten."
-    th, Un = f(theta, grad, hp, keys, t, U, bc, protect, eta)
+    th, Un = f(theta, grad, hp, keys, t, U, bc, protect, eta, z)
     theta.copy_(th)
     if U is not None: U.copy_(Un)
 
 # %% ../nbs/46_kernels.ipynb
 @functools.cache
 def _compiled():
+    "The compiled step and the compiled noise (or the eager ones where torch.compile does not work here)."
     try:
-        f = torch.compile(flat_step, dynamic=False)
-        th = torch.zeros(2, 8)
+        f, g = torch.compile(flat_step, dynamic=False), torch.compile(counter_normal, dynamic=False)
+        th, k = torch.zeros(2, 8), torch.zeros(2, dtype=torch.int64)
         f(th, th, step_constants([0.1] * 2, [0.] * 2, [0.1] * 2, [0.9] * 2, [0.] * 2, [1.] * 2, [0.] * 2, [1.] * 2),
-          torch.zeros(2, dtype=torch.int64), torch.tensor(1), th, torch.ones(2, 1))
-        return f
+          k, torch.tensor(1), th, torch.ones(2, 1), z=g(k, torch.tensor(1), 8))
+        return f, g
     except Exception as e:  # no working C++ toolchain: stay eager
         import warnings; warnings.warn(f'torch.compile unavailable ({type(e).__name__}: {e}); the CPU step runs eagerly')
-        return flat_step
+        return flat_step, counter_normal
+
+def cpu_step(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw', compiled:bool=True):
+    "`flat_step` on the CPU, `torch.compile`d (`compiled`) or eager, its noise drawn by its own compiled loop: the new θ and U."
+    f, g = _compiled() if compiled else (flat_step, counter_normal)
+    t = torch.as_tensor(t)
+    return f(theta, grad, hp, None, t, U, bc, protect, eta, None if keys is None else g(keys, t, theta.shape[1]))
 
 def fused_step_(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw', compiled:bool=True):
-    "`flat_step_` on the CPU, `torch.compile`d (`compiled`) or eager; on CUDA, the Triton kernels."
+    "`flat_step_` in place: `cpu_step` on the CPU; on CUDA, the Triton kernels."
     if theta.is_cuda: return triton_step_(theta, grad, hp, keys, t, U, bc, protect, eta)
-    flat_step_(theta, grad, hp, keys, torch.as_tensor(t), U, bc, protect, eta, _compiled() if compiled else flat_step)
+    th, Un = cpu_step(theta, grad, hp, keys, t, U, bc, protect, eta, compiled)
+    theta.copy_(th)
+    if U is not None: U.copy_(Un)
 
 # %% ../nbs/46_kernels.ipynb
-def _trace(TH, G, U, BETA, OMB, MAX, P, BLOCK: tl.constexpr):
+_jit = triton.jit if triton is not None else (lambda f: f)
+
+@_jit
+def _normal(KEYS, T, e, P, s):
+    "counter_normal's value for flat elements `e` of learner s (the pair's cos in the first half, sin in the second)."
+    H = (P + 1) // 2
+    c = (tl.where(e < H, e, e - H).to(tl.int64) + (tl.load(T) * 4294967296 + 1)).to(tl.uint64, bitcast=True)
+    h = tl.load(KEYS + s).to(tl.uint64, bitcast=True) + c * 0x9E3779B97F4A7C15
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EB
+    h = h ^ (h >> 31)
+    u1 = ((h >> 40).to(tl.float32) + 0.5) * 5.9604644775390625e-08
+    th = 6.283185307179586 * ((((h >> 8) & 0xFFFFFF).to(tl.float32) + 0.5) * 5.9604644775390625e-08)
+    return tl.sqrt(-2. * tl.log(u1)) * tl.where(e < H, tl.cos(th), tl.sin(th))
+
+@_jit
+def _gated(g, xi, un, INV, UMIN, UMAX, s, PROTECT: tl.constexpr):
+    "UPGD's direction: (g + ξ)(1 − ū) (protecting) or g + ξ(1 − ū), with ū = sigmoid(U·INV) clamped, INV = 1/(bc·η)."
+    ubar = 1. / (1. + tl.exp(-(un * tl.load(INV + s))))
+    gate = 1. - tl.minimum(tl.maximum(ubar, tl.load(UMIN + s)), tl.load(UMAX + s))
+    if PROTECT: d = (g + xi) * gate
+    else: d = g + xi * gate
+    return d
+
+# %% ../nbs/46_kernels.ipynb
+@_jit
+def _trace(TH, U, BETA, OMB, MAX, P, G, BLOCK: tl.constexpr):
     s = tl.program_id(1).to(tl.int64)
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < P
@@ -117,8 +155,8 @@ def _trace(TH, G, U, BETA, OMB, MAX, P, BLOCK: tl.constexpr):
     tl.store(U + i, un, mask=m)
     tl.atomic_max(MAX + s, tl.max(tl.where(m, un, float('-inf')), 0))
 
-# %% ../nbs/46_kernels.ipynb
-def _update(TH, G, U, DECAY, ALPHA, SIGMA, KEYS, T, BC, ETA, UMIN, UMAX, P,
+@_jit
+def _update(TH, U, DECAY, ALPHA, SIGMA, KEYS, T, INV, UMIN, UMAX, P, G,
             UPGD: tl.constexpr, NOISE: tl.constexpr, PROTECT: tl.constexpr, BLOCK: tl.constexpr):
     s = tl.program_id(1).to(tl.int64)
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -127,42 +165,87 @@ def _update(TH, G, U, DECAY, ALPHA, SIGMA, KEYS, T, BC, ETA, UMIN, UMAX, P,
     th = tl.load(TH + i, mask=m, other=0.)
     g = tl.load(G + i, mask=m, other=0.)
     xi = g * 0.
-    if NOISE:  # counter_normal, in registers
-        c = (offs.to(tl.int64) + (tl.load(T) * 4294967296 + 1)).to(tl.uint64, bitcast=True)
-        h = tl.load(KEYS + s).to(tl.uint64, bitcast=True) + c * 0x9E3779B97F4A7C15
-        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9
-        h = (h ^ (h >> 27)) * 0x94D049BB133111EB
-        h = h ^ (h >> 31)
-        u1 = ((h >> 40).to(tl.float32) + 0.5) * 5.9604644775390625e-08
-        u2 = (((h >> 8) & 0xFFFFFF).to(tl.float32) + 0.5) * 5.9604644775390625e-08
-        xi = tl.sqrt(-2. * tl.log(u1)) * tl.cos(6.283185307179586 * u2) * tl.load(SIGMA + s)
-    if UPGD:
-        un = tl.load(U + i, mask=m, other=0.)
-        ubar = 1. / (1. + tl.exp(-(un / tl.load(BC + s) / tl.load(ETA + s))))
-        gate = 1. - tl.minimum(tl.maximum(ubar, tl.load(UMIN + s)), tl.load(UMAX + s))
-        if PROTECT: d = (g + xi) * gate
-        else: d = g + xi * gate
+    if NOISE: xi = _normal(KEYS, T, offs, P, s) * tl.load(SIGMA + s)
+    if UPGD: d = _gated(g, xi, tl.load(U + i, mask=m, other=0.), INV, UMIN, UMAX, s, PROTECT)
     else: d = g + xi
     tl.store(TH + i, th * tl.load(DECAY + s) - tl.load(ALPHA + s) * d, mask=m)
 
 # %% ../nbs/46_kernels.ipynb
-@functools.cache
-def _kernels(interpret:bool):
-    if triton is None: raise RuntimeError('the CUDA step needs Triton (pip install triton)')
-    return triton.jit(_trace), triton.jit(_update)
+def _launch(trace, update, grid, theta, hp, keys, t, U, bc, protect, eta, src:tuple, **const):
+    "One step's launches: `trace` (UPGD: U and the per-learner maxima) then `update`; `src` the gradient's arguments."
+    S, P, dev = *theta.shape, theta.device
+    t = torch.as_tensor(t, dtype=torch.int64, device=dev)
+    e = dummy = hp['decay']
+    if U is not None:
+        mx = torch.full((S, 1), float('-inf'), device=dev)
+        trace[grid](theta, U, hp['beta'], hp['one_minus_beta'], mx, P, *src, **const)
+        e = 1 / (bc * eta_of(mx, hp, bc, eta))   # one multiply per element instead of two divisions
+    update[grid](theta, theta if U is None else U, hp['decay'], hp['alpha'], hp['sigma'], t if keys is None else keys, t,
+                 e, hp.get('ubar_min', dummy), hp.get('ubar_max', dummy), P, *src,
+                 UPGD=U is not None, NOISE=keys is not None, PROTECT=protect, **const)
 
 def triton_step_(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw', block:int=1024):
     "`flat_step_` as the Triton kernels `_trace` and `_update` (CUDA tensors, or CPU ones under TRITON_INTERPRET=1)."
-    trace, update = _kernels(os.environ.get('TRITON_INTERPRET') == '1')
-    S, P = theta.shape
-    grid = (triton.cdiv(P, block), S)
-    t = torch.as_tensor(t, dtype=torch.int64, device=theta.device)
-    dummy = hp['decay']
-    if U is not None:
-        mx = torch.full((S, 1), float('-inf'), device=theta.device)
-        trace[grid](theta, grad, U, hp['beta'], hp['one_minus_beta'], mx, P, BLOCK=block)
-        e = eta_of(mx, hp, bc, eta)
-    update[grid](theta, grad, U if U is not None else theta, hp['decay'], hp['alpha'], hp['sigma'],
-                 keys if keys is not None else t, t, bc if U is not None else dummy, e if U is not None else dummy,
-                 hp.get('ubar_min', dummy), hp.get('ubar_max', dummy), P,
-                 UPGD=U is not None, NOISE=keys is not None, PROTECT=protect, BLOCK=block)
+    _launch(_trace, _update, (triton.cdiv(theta.shape[1], block), theta.shape[0]), theta, hp, keys, t, U, bc, protect, eta, (grad,), BLOCK=block)
+
+# %% ../nbs/46_kernels.ipynb
+def rank1_meta(shapes:list[tuple], block:int=1024, device='cpu') -> tuple[torch.Tensor, int, int, int]:
+    "The table of `_trace_r1`/`_update_r1` for an MLP's parameter `shapes` (W, b per layer): meta, blocks, len(D), len(A)."
+    rows, off, dof, aof, b0 = [], 0, 0, 0, 0
+    ins = [s[1] for s in shapes[::2]]
+    ones = sum(ins)  # A's last column holds 1, the "input" of every bias
+    for l, (w, b) in enumerate(zip(shapes[::2], shapes[1::2])):
+        for n, cols, a in ((w[0] * w[1], w[1], aof), (b[0], 1, ones)):
+            rows.append([off, n, cols, dof, a, b0]); off += n; b0 += -(-n // block)
+        dof += w[0]; aof += w[1]
+    return torch.tensor(rows, dtype=torch.int64, device=device), b0, dof, ones + 1
+
+@_jit
+def _locate(META, pid, NT: tl.constexpr):
+    "(offset, size, columns, δ offset, a offset, first block) of the tensor that block `pid` belongs to."
+    z = tl.load(META + 5) * 0
+    off, n, cols, dof, aof, b0 = z, z, z, z, z, z
+    for k in tl.static_range(NT):
+        sel = pid >= tl.load(META + k * 6 + 5)
+        off = tl.where(sel, tl.load(META + k * 6 + 0), off); n = tl.where(sel, tl.load(META + k * 6 + 1), n)
+        cols = tl.where(sel, tl.load(META + k * 6 + 2), cols); dof = tl.where(sel, tl.load(META + k * 6 + 3), dof)
+        aof = tl.where(sel, tl.load(META + k * 6 + 4), aof); b0 = tl.where(sel, tl.load(META + k * 6 + 5), b0)
+    return off, n, cols, dof, aof, b0
+
+# %% ../nbs/46_kernels.ipynb
+@_jit
+def _trace_r1(TH, U, BETA, OMB, MAX, P, D, A, META, DS, AS, NT: tl.constexpr, BLOCK: tl.constexpr):
+    pid, s = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    off, n, cols, dof, aof, b0 = _locate(META, pid, NT)
+    loc = ((pid - b0) * BLOCK).to(tl.int32) + tl.arange(0, BLOCK)   # 32-bit: the row/column division is the costly part
+    m = loc < n
+    i = s * P + off + loc
+    r = loc // cols.to(tl.int32)
+    g = tl.load(D + s * DS + dof + r, mask=m, other=0.) * tl.load(A + s * AS + aof + (loc - r * cols.to(tl.int32)), mask=m, other=0.)
+    th = tl.load(TH + i, mask=m, other=0.)
+    un = tl.load(U + i, mask=m, other=0.) * tl.load(BETA + s) + (-g * th) * tl.load(OMB + s)
+    tl.store(U + i, un, mask=m)
+    tl.atomic_max(MAX + s, tl.max(tl.where(m, un, float('-inf')), 0))
+
+@_jit
+def _update_r1(TH, U, DECAY, ALPHA, SIGMA, KEYS, T, INV, UMIN, UMAX, P, D, A, META, DS, AS, NT: tl.constexpr,
+               UPGD: tl.constexpr, NOISE: tl.constexpr, PROTECT: tl.constexpr, BLOCK: tl.constexpr):
+    pid, s = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    off, n, cols, dof, aof, b0 = _locate(META, pid, NT)
+    loc = ((pid - b0) * BLOCK).to(tl.int32) + tl.arange(0, BLOCK)   # 32-bit: the row/column division is the costly part
+    m = loc < n
+    i = s * P + off + loc
+    r = loc // cols.to(tl.int32)
+    g = tl.load(D + s * DS + dof + r, mask=m, other=0.) * tl.load(A + s * AS + aof + (loc - r * cols.to(tl.int32)), mask=m, other=0.)
+    th = tl.load(TH + i, mask=m, other=0.)
+    xi = g * 0.
+    if NOISE: xi = _normal(KEYS, T, off + loc, P, s) * tl.load(SIGMA + s)
+    if UPGD:
+        d = _gated(g, xi, tl.load(U + i, mask=m, other=0.), INV, UMIN, UMAX, s, PROTECT)
+    else: d = g + xi
+    tl.store(TH + i, th * tl.load(DECAY + s) - tl.load(ALPHA + s) * d, mask=m)
+
+def rank1_step_(theta, D, A, meta, n_blocks:int, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw', block:int=1024):
+    "`flat_step_` for an MLP at batch size 1 with G = the rank-one gradients: δ per layer (D) and layer inputs (A, last column 1)."
+    _launch(_trace_r1, _update_r1, (n_blocks, theta.shape[0]), theta, hp, keys, t, U, bc, protect, eta,
+            (D, A, meta, D.shape[1], A.shape[1]), NT=len(meta), BLOCK=block)

@@ -4,13 +4,13 @@
 
 # %% ../nbs/47_population.ipynb 2
 from __future__ import annotations
-import inspect, math, os
+import inspect, itertools, math, os
 import torch
 import torch.nn.functional as F
 from .core import derive_seed, generator
 from .nets import build_net
 from .learners import learners
-from .kernels import step_constants, fused_step_, noise_key
+from .kernels import step_constants, cpu_step, noise_key, rank1_meta, rank1_step_
 
 # %% auto 0
 __all__ = ['FLAT_LEARNERS', 'SHARED', 'learner_defaults', 'flat_unsupported', 'Population', 'population_bytes', 'free_bytes',
@@ -45,7 +45,8 @@ class Population:
     "S learners of one `learner` kind on one MLP `spec`, each `members[s]` a dict of its seed and hyperparameters, in lockstep."
     def __init__(self, spec:dict, n_in:int, n_out:int, loss:str, learner:str, members:list[dict], device='cpu',
                  compiled:bool=True, # the CPU step torch.compile'd (False: the eager torch reference)
-                 graphs:bool=True): # on CUDA, replay each step as a CUDA graph
+                 graphs:bool=True, # on CUDA, replay each step as a CUDA graph
+                 rank1:bool|None=None): # the rank-one Triton kernels (G never stored); None: on CUDA
         if loss not in ('ce', 'mse'): raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
         if not members: raise ValueError('a population needs at least one member')
         kws = [{**learner_defaults(learner), **{k: v for k, v in m.items() if k != 'seed'}} for m in members]
@@ -58,7 +59,8 @@ class Population:
         nets = [build_net(spec, n_in, n_out, generator(m['seed'], 'init')) for m in members]
         self.shapes = [tuple(p.shape) for p in nets[0].parameters()]
         self.theta = torch.stack([torch.cat([p.detach().flatten() for p in n.parameters()]) for n in nets]).to(self.device)
-        self.grad = torch.zeros_like(self.theta)
+        self.rank1 = self.device.type == 'cuda' if rank1 is None else rank1
+        self.grad = None if self.rank1 else torch.zeros_like(self.theta)
         self.act, self.n_out, self.upgd = spec.get('act', 'relu'), n_out, learner == 'upgd'
         col = lambda k, d=0.: [kw.get(k, d) for kw in kws]
         if self.upgd:
@@ -70,7 +72,13 @@ class Population:
         self.keys = (torch.tensor([noise_key(derive_seed(m['seed'], 'noise')) for m in members], device=self.device)
                      if any(s > 0 for s in col('sigma')) else None)
         self.t = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._W, self._G = self._views(self.theta), self._views(self.grad)
+        self._W, self._G = self._views(self.theta), None if self.rank1 else self._views(self.grad)
+        if self.rank1:  # δ of every layer in D, the inputs of every layer in A (its last column 1, the bias's input)
+            self.meta, self.n_blocks, nd, na = rank1_meta(self.shapes, device=self.device)
+            self.D, self.A = torch.zeros(self.size, nd, device=self.device), torch.ones(self.size, na, device=self.device)
+            outs, ins = [s[0] for s in self.shapes[::2]], [s[1] for s in self.shapes[::2]]
+            self._Dv = [self.D[:, o:o + n] for o, n in zip(itertools.accumulate([0] + outs), outs)]
+            self._Av = [self.A[:, o:o + n] for o, n in zip(itertools.accumulate([0] + ins), ins)]
         self._graph = None
 
     def _views(self, buf) -> list[torch.Tensor]:
@@ -90,7 +98,7 @@ class Population(Population):
         W, G, L = self._W, self._G, len(self._W) // 2
         h = [x]
         for l in range(L):
-            z = torch.baddbmm(W[2*l + 1].unsqueeze(2), W[2*l], h[-1].unsqueeze(2)).squeeze(2)
+            z = torch.baddbmm(W[2*l + 1].unsqueeze(1), h[-1].unsqueeze(1), W[2*l].transpose(1, 2)).squeeze(1)
             h.append(z if l == L - 1 else _ACT[self.act](z))
         out = h[-1]
         if self.loss == 'ce':
@@ -101,8 +109,9 @@ class Population(Population):
             diff = out - y.reshape(out.shape)
             loss, correct, d = (diff * diff).mean(1), torch.full_like(out[:, 0], float('nan')), diff * (2 / self.n_out)
         for l in reversed(range(L)):
-            torch.mul(d.unsqueeze(2), h[l].unsqueeze(1), out=G[2*l]); G[2*l + 1].copy_(d)
-            if l: d = torch.bmm(W[2*l].transpose(1, 2), d.unsqueeze(2)).squeeze(2) * _DACT[self.act](h[l])
+            if self.rank1: self._Dv[l].copy_(d); self._Av[l].copy_(h[l])
+            else: torch.mul(d.unsqueeze(2), h[l].unsqueeze(1), out=G[2*l]); G[2*l + 1].copy_(d)
+            if l: d = torch.bmm(d.unsqueeze(1), W[2*l]).squeeze(1) * _DACT[self.act](h[l])
         self.step_()
         return loss.detach(), correct
 
@@ -110,7 +119,11 @@ class Population(Population):
         "The optimizer step on (θ, G, U): t ← t + 1, then `fused_step_` with UPGD's bias correction 1 − β_u^t (float64)."
         self.t.add_(1)
         bc = (1 - self.beta64 ** self.t).float() if self.upgd else None
-        fused_step_(self.theta, self.grad, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta, compiled=self.compiled)
+        if self.rank1: rank1_step_(self.theta, self.D, self.A, self.meta, self.n_blocks, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
+        else:  # the compiled step returns new buffers: take them (and refresh the views) instead of copying back
+            self.theta, U = cpu_step(self.theta, self.grad, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta, self.compiled)
+            if self.upgd: self.U = U
+            self._W = self._views(self.theta)
 
 # %% ../nbs/47_population.ipynb
 class Population(Population):
@@ -133,12 +146,13 @@ class Population(Population):
         self._X, self._Y = torch.zeros_like(X), torch.zeros_like(Y)
         self._idx, self._j = idx.to(self.device), torch.zeros(1, dtype=torch.int64, device=self.device)
         self._lw, self._cw = torch.zeros(self.size, w, device=self.device), torch.zeros(self.size, w, device=self.device)
-        saved = [b.clone() for b in (self.theta, self.grad, self.t) + ((self.U,) if self.upgd else ())]
+        state = [b for b in (self.theta, self.grad, self.t, self.U) if b is not None]
+        saved = [b.clone() for b in state]
         s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
             for _ in range(3): self._graph_step()
         torch.cuda.current_stream().wait_stream(s)
-        for b, v in zip((self.theta, self.grad, self.t) + ((self.U,) if self.upgd else ()), saved): b.copy_(v)
+        for b, v in zip(state, saved): b.copy_(v)
         self._graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self._graph): self._graph_step()
 
