@@ -169,6 +169,8 @@ def cuda_checks(root=None, out_root=None):
     gpu = Population(spec, 784, 10, 'ce', 'upgd', members, dev); lg = go(gpu, dev)
     nog = Population(spec, 784, 10, 'ce', 'upgd', members, dev, graphs=False); ln = go(nog, dev)
     report('population, 1,000 steps: CUDA graphs vs CUDA eager, max |Δθ|', float((gpu.theta - nog.theta).abs().max()), 0.)
+    gp = Population(spec, 784, 10, 'ce', 'upgd', members, dev, rank1=False); go(gp, dev)
+    report('population, 1,000 steps: rank-one kernels vs G kernels, max |Δθ|', float((gpu.theta - gp.theta).abs().max()), 1e-5)
     report('population, 1,000 steps: CUDA vs CPU, max |Δ loss| over the first 100 steps', float((lg[:, :100].cpu() - lc[:, :100]).abs().max()), 1e-3)
     report('population, 1,000 steps: CUDA vs CPU, |Δ mean loss| over 1,000 steps', float((lg.mean(1).cpu() - lc.mean(1)).abs().max()), 0.05)
     again = Population(spec, 784, 10, 'ce', 'upgd', members, dev); go(again, dev)
@@ -197,7 +199,7 @@ def main(argv=None):
     t = bench_table(dev, [int(s) for s in a.sizes.split(',')], a.learners.split(','), a.steps, a.ref_steps, budget_s=a.budget_s)
     out = Path(a.out) if a.out else outputs_root()/'bench'
     out.mkdir(parents=True, exist_ok=True)
-    name = f'throughput-{dev.type}'
+    name = f'throughput-{dev.type}' + (f'-t{a.threads}' if dev.type == 'cpu' else '')
     t.to_csv(out/f'{name}.csv', index=False)
     (out/f'{name}.json').write_text(json.dumps(dict(table=t.to_dict('records'), command='python -m upgd_nb.bench ' + ' '.join(argv or []),
                                                     env=env_info(dev), threads=a.threads), indent=1, default=str))

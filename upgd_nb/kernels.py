@@ -214,7 +214,8 @@ def _locate(META, pid, NT: tl.constexpr):
 
 # %% ../nbs/46_kernels.ipynb
 @_jit
-def _trace_r1(TH, U, BETA, OMB, MAX, P, D, A, META, DS, AS, NT: tl.constexpr, BLOCK: tl.constexpr):
+def _r1_load(TH, P, D, A, META, DS, AS, NT: tl.constexpr, BLOCK: tl.constexpr):
+    "This program's elements: learner s, flat element e, index i into [S, P], mask, rank-one gradient δᵢ·aⱼ, and θ."
     pid, s = tl.program_id(0), tl.program_id(1).to(tl.int64)
     off, n, cols, dof, aof, b0 = _locate(META, pid, NT)
     loc = ((pid - b0) * BLOCK).to(tl.int32) + tl.arange(0, BLOCK)   # 32-bit: the row/column division is the costly part
@@ -222,7 +223,11 @@ def _trace_r1(TH, U, BETA, OMB, MAX, P, D, A, META, DS, AS, NT: tl.constexpr, BL
     i = s * P + off + loc
     r = loc // cols.to(tl.int32)
     g = tl.load(D + s * DS + dof + r, mask=m, other=0.) * tl.load(A + s * AS + aof + (loc - r * cols.to(tl.int32)), mask=m, other=0.)
-    th = tl.load(TH + i, mask=m, other=0.)
+    return s, off + loc, i, m, g, tl.load(TH + i, mask=m, other=0.)
+
+@_jit
+def _trace_r1(TH, U, BETA, OMB, MAX, P, D, A, META, DS, AS, NT: tl.constexpr, BLOCK: tl.constexpr):
+    s, e, i, m, g, th = _r1_load(TH, P, D, A, META, DS, AS, NT, BLOCK)
     un = tl.load(U + i, mask=m, other=0.) * tl.load(BETA + s) + (-g * th) * tl.load(OMB + s)
     tl.store(U + i, un, mask=m)
     tl.atomic_max(MAX + s, tl.max(tl.where(m, un, float('-inf')), 0))
@@ -230,18 +235,10 @@ def _trace_r1(TH, U, BETA, OMB, MAX, P, D, A, META, DS, AS, NT: tl.constexpr, BL
 @_jit
 def _update_r1(TH, U, DECAY, ALPHA, SIGMA, KEYS, T, INV, UMIN, UMAX, P, D, A, META, DS, AS, NT: tl.constexpr,
                UPGD: tl.constexpr, NOISE: tl.constexpr, PROTECT: tl.constexpr, BLOCK: tl.constexpr):
-    pid, s = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    off, n, cols, dof, aof, b0 = _locate(META, pid, NT)
-    loc = ((pid - b0) * BLOCK).to(tl.int32) + tl.arange(0, BLOCK)   # 32-bit: the row/column division is the costly part
-    m = loc < n
-    i = s * P + off + loc
-    r = loc // cols.to(tl.int32)
-    g = tl.load(D + s * DS + dof + r, mask=m, other=0.) * tl.load(A + s * AS + aof + (loc - r * cols.to(tl.int32)), mask=m, other=0.)
-    th = tl.load(TH + i, mask=m, other=0.)
+    s, e, i, m, g, th = _r1_load(TH, P, D, A, META, DS, AS, NT, BLOCK)
     xi = g * 0.
-    if NOISE: xi = _normal(KEYS, T, off + loc, P, s) * tl.load(SIGMA + s)
-    if UPGD:
-        d = _gated(g, xi, tl.load(U + i, mask=m, other=0.), INV, UMIN, UMAX, s, PROTECT)
+    if NOISE: xi = _normal(KEYS, T, e, P, s) * tl.load(SIGMA + s)
+    if UPGD: d = _gated(g, xi, tl.load(U + i, mask=m, other=0.), INV, UMIN, UMAX, s, PROTECT)
     else: d = g + xi
     tl.store(TH + i, th * tl.load(DECAY + s) - tl.load(ALPHA + s) * d, mask=m)
 

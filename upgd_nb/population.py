@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .core import derive_seed, generator
 from .nets import build_net
 from .learners import learners
-from .kernels import step_constants, cpu_step, noise_key, rank1_meta, rank1_step_
+from .kernels import step_constants, cpu_step, fused_step_, noise_key, rank1_meta, rank1_step_
 
 # %% auto 0
 __all__ = ['FLAT_LEARNERS', 'SHARED', 'learner_defaults', 'flat_unsupported', 'Population', 'population_bytes', 'free_bytes',
@@ -120,6 +120,7 @@ class Population(Population):
         self.t.add_(1)
         bc = (1 - self.beta64 ** self.t).float() if self.upgd else None
         if self.rank1: rank1_step_(self.theta, self.D, self.A, self.meta, self.n_blocks, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
+        elif self.theta.is_cuda: fused_step_(self.theta, self.grad, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
         else:  # the compiled step returns new buffers: take them (and refresh the views) instead of copying back
             self.theta, U = cpu_step(self.theta, self.grad, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta, self.compiled)
             if self.upgd: self.U = U

@@ -93,7 +93,7 @@ class RunConfig:
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
     engine: str = P('auto', "'flat' (populations over flat buffers: sgd, pgd, shrink_and_perturb, global upgd on MLPs), 'module' (every learner, statistics), 'auto' (flat where it applies)", 'engine', ('auto', 'flat', 'module'))
-    threads: int = P(1, 'torch CPU threads (1 is fastest at batch size 1; bit-identical results need the same count)')
+    threads: int = P(1, 'torch CPU threads (1 is fastest for the module engine at batch size 1; the flat engine gains from 2; bit-identical results need the same count)')
     data_root: str = P('', "'' = $UPGD_NB_DATA, else data/ in the repository")
     verify_data: bool = P(True, 'check the data files: official checksums, sample counts and label range')
     out_root: str = P('', "'' = $UPGD_NB_OUTPUTS, else outputs/ in the repository")
