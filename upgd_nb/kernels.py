@@ -94,6 +94,9 @@ def flat_step_(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, e
 @functools.cache
 def _compiled():
     "The compiled step and the compiled noise (or the eager ones where torch.compile does not work here)."
+    cfg = torch._dynamo.config  # one compilation per population size and variant: allow more than the default 8
+    limit = 'recompile_limit' if hasattr(cfg, 'recompile_limit') else 'cache_size_limit'
+    setattr(cfg, limit, max(getattr(cfg, limit), 256))
     try:
         f, g = torch.compile(flat_step, dynamic=False), torch.compile(counter_normal, dynamic=False)
         th, k = torch.zeros(2, 8), torch.zeros(2, dtype=torch.int64)

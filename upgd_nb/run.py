@@ -21,9 +21,9 @@ from .measure import Meter, parse_stats, STAT_GROUPS
 from .population import Population, flat_unsupported, max_population
 
 # %% auto 0
-__all__ = ['IDENTITY', 'FINAL', 'METRICS', 'PER_MEMBER', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id',
-           'run_dir', 'net_kind', 'flat_reason', 'engine_of', 'net_spec', 'build', 'read_config', 'RunLocked',
-           'learner_device', 'summarize', 'Run', 'load_run', 'run_many', 'run', 'task_table', 'plot_curve',
+__all__ = ['IDENTITY', 'FINAL', 'METRICS', 'PER_MEMBER', 'CPU_POPULATION', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs',
+           'identity', 'run_id', 'run_dir', 'net_kind', 'flat_reason', 'engine_of', 'net_spec', 'build', 'read_config',
+           'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'run_many', 'run', 'task_table', 'plot_curve',
            'parse_params', 'expand', 'launch', 'main']
 
 # %% ../nbs/50_run.ipynb
@@ -511,12 +511,16 @@ def _group_key(c:RunConfig) -> tuple:
     if engine_of(c) == 'module': return ('module', str(rd))
     return ('flat', at, *[(k, v) for k, v in asdict(c).items() if k not in PER_MEMBER])
 
+CPU_POPULATION = 8  # on the CPU, members per population: the rate per learner is flat from 1 to 8 and falls beyond (benchmarks/throughput)
+
 def _fits(c:RunConfig) -> int:
-    "How many members of `c`'s population fit in memory (`upgd_nb.population.max_population`, one stream each)."
+    "Members per population for `c`: what fits in memory (`upgd_nb.population.max_population`), at most `CPU_POPULATION` on the CPU."
     s = make_task(c.task, c.seed, c.change_freq or None, c.data_root or None, 'cpu', c.verify_data)
     spec = net_spec(c, s)
     P = n_params(build_net(spec, s.n_inputs, s.n_outputs, torch.Generator()))
-    return max_population(P, c.learner == 'upgd', s.window, s.n_inputs, get_device(c.device), hidden=spec.get('hidden', ()))
+    dev = get_device(c.device)
+    fit = max_population(P, c.learner == 'upgd', s.window, s.n_inputs, dev, hidden=spec.get('hidden', ()))
+    return min(fit, CPU_POPULATION) if dev.type == 'cpu' else fit
 
 def run_many(cfgs:list, max_size:int|None=None, # members per population; None: as many as fit in memory
             ) -> list[Run]:
