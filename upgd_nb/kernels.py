@@ -147,13 +147,17 @@ def _gated(g, xi, un, INV, UMIN, UMAX, s, PROTECT: tl.constexpr):
 
 # %% ../nbs/46_kernels.ipynb
 @_jit
-def _trace(TH, U, BETA, OMB, MAX, P, G, BLOCK: tl.constexpr):
+def _g_load(TH, P, G, BLOCK: tl.constexpr):
+    "This program's elements: learner s, flat element e, index i into [S, P], mask, gradient and θ."
     s = tl.program_id(1).to(tl.int64)
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < P
-    i = s * P + offs
-    th = tl.load(TH + i, mask=m, other=0.)
-    g = tl.load(G + i, mask=m, other=0.)
+    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = e < P
+    i = s * P + e
+    return s, e, i, m, tl.load(G + i, mask=m, other=0.), tl.load(TH + i, mask=m, other=0.)
+
+@_jit
+def _trace(TH, U, BETA, OMB, MAX, P, G, BLOCK: tl.constexpr):
+    s, e, i, m, g, th = _g_load(TH, P, G, BLOCK)
     un = tl.load(U + i, mask=m, other=0.) * tl.load(BETA + s) + (-g * th) * tl.load(OMB + s)
     tl.store(U + i, un, mask=m)
     tl.atomic_max(MAX + s, tl.max(tl.where(m, un, float('-inf')), 0))
@@ -161,14 +165,9 @@ def _trace(TH, U, BETA, OMB, MAX, P, G, BLOCK: tl.constexpr):
 @_jit
 def _update(TH, U, DECAY, ALPHA, SIGMA, KEYS, T, INV, UMIN, UMAX, P, G,
             UPGD: tl.constexpr, NOISE: tl.constexpr, PROTECT: tl.constexpr, BLOCK: tl.constexpr):
-    s = tl.program_id(1).to(tl.int64)
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < P
-    i = s * P + offs
-    th = tl.load(TH + i, mask=m, other=0.)
-    g = tl.load(G + i, mask=m, other=0.)
+    s, e, i, m, g, th = _g_load(TH, P, G, BLOCK)
     xi = g * 0.
-    if NOISE: xi = _normal(KEYS, T, offs, P, s) * tl.load(SIGMA + s)
+    if NOISE: xi = _normal(KEYS, T, e, P, s) * tl.load(SIGMA + s)
     if UPGD: d = _gated(g, xi, tl.load(U + i, mask=m, other=0.), INV, UMIN, UMAX, s, PROTECT)
     else: d = g + xi
     tl.store(TH + i, th * tl.load(DECAY + s) - tl.load(ALPHA + s) * d, mask=m)
