@@ -23,8 +23,8 @@ from .population import Population, flat_unsupported, max_population
 # %% auto 0
 __all__ = ['IDENTITY', 'FINAL', 'METRICS', 'PER_MEMBER', 'CPU_POPULATION', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs',
            'identity', 'run_id', 'run_dir', 'net_kind', 'flat_reason', 'engine_of', 'net_spec', 'build', 'read_config',
-           'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'run_many', 'run', 'task_table', 'plot_curve',
-           'parse_params', 'expand', 'launch', 'main']
+           'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'plan', 'run_many', 'run', 'task_table',
+           'plot_curve', 'parse_params', 'expand', 'launch', 'main']
 
 # %% ../nbs/50_run.ipynb
 def P(default, help:str, group:str='io', choices=None):
@@ -522,19 +522,25 @@ def _fits(c:RunConfig) -> int:
     fit = max_population(P, c.learner == 'upgd', s.window, s.n_inputs, dev, hidden=spec.get('hidden', ()))
     return min(fit, CPU_POPULATION) if dev.type == 'cpu' else fit
 
-def run_many(cfgs:list, max_size:int|None=None, # members per population; None: as many as fit in memory
-            ) -> list[Run]:
-    "Run (or resume, or load) every config of `cfgs`; flat-engine configs that differ only per learner run as populations."
+def plan(cfgs:list, max_size:int|None=None) -> list[list[RunConfig]]:
+    "The groups `run_many` would run, in order: each a population (flat engine, at most `max_size` or what fits) or one config."
     cs = [RunConfig.make(c) for c in cfgs]   # every config validated before any compute
     rds = [run_dir(c) for c in cs]
     if len(set(rds)) < len(rds): raise ConfigError(f'the same run is listed twice: {sorted({str(r) for r in rds if rds.count(r) > 1})}')
     todo = [c for c, rd in zip(cs, rds) if not ((info := _existing(rd, c)) and info['status'] in FINAL and c.if_exists == 'resume')]
-    groups = {}
+    groups, out = {}, []
     for c in todo: groups.setdefault(_group_key(c), []).append(c)
     for key, g in groups.items():
         size = max_size or (1 if key[0] == 'module' else _fits(g[0]))
-        for i in range(0, len(g), size): _run_group(g[i:i + size])
-    return [load_run(rd) for rd in rds]
+        out += [g[i:i + size] for i in range(0, len(g), size)]
+    return out
+
+def run_many(cfgs:list, max_size:int|None=None, # members per population; None: as many as fit in memory
+            ) -> list[Run]:
+    "Run (or resume, or load) every config of `cfgs`; flat-engine configs that differ only per learner run as populations."
+    cs = [RunConfig.make(c) for c in cfgs]
+    for g in plan(cs, max_size): _run_group(g)
+    return [load_run(run_dir(c)) for c in cs]
 
 def run(cfg:RunConfig|dict|None=None, **kw) -> Run:
     "Run (or resume, or load) the experiment of `cfg` updated by `kw`; returns the `Run`."
@@ -587,8 +593,8 @@ def expand(params:dict) -> list[RunConfig]:
     return [RunConfig.make(dict(zip(d, combo))) for combo in itertools.product(*d.values())]
 
 # %% ../nbs/50_run.ipynb
-def launch(params:dict, notebook:str|Path|None=None) -> list[Path]:
-    "Validate `params` (values may be lists: `expand`), then execute the run notebook with papermill; the run folders."
+def launch(params:dict, notebook:str|Path|None=None, out:str|Path|None=None) -> list[Path]:
+    "Validate `params` (values may be lists: `expand`), then execute the run notebook with papermill (into `out` if given); the run folders."
     import papermill as pm
     cs = expand(params); rds = [run_dir(c) for c in cs]
     todo = [c for c, rd in zip(cs, rds) if not ((info := _existing(rd, c)) and info['status'] in FINAL and c.if_exists == 'resume')]
@@ -596,7 +602,8 @@ def launch(params:dict, notebook:str|Path|None=None) -> list[Path]:
         print(f"{len(rds)} run(s) already finished, e.g. {rds[0]}: nothing to do (pass -p if_exists overwrite to recompute)"); return rds
     nb = Path(notebook) if notebook else (repo_root() or Path.cwd())/'nbs'/'run.ipynb'
     if not nb.exists(): raise FileNotFoundError(f'run notebook {nb} not found: run upgd-run inside the upgd_nb checkout')
-    if len(cs) == 1: out = rds[0]/'run.ipynb'
+    if out is not None: out = Path(out)
+    elif len(cs) == 1: out = rds[0]/'run.ipynb'
     else:  # a batch: the notebook is named from its runs, next to them
         h = hashlib.sha256(' '.join(sorted(str(r) for r in rds)).encode()).hexdigest()[:8]
         out = outputs_root(cs[0].out_root or None)/cs[0].experiment/'batches'/f'{cs[0].task}-{cs[0].learner}-x{len(cs)}-{h}.ipynb'

@@ -4,16 +4,17 @@
 
 # %% ../nbs/55_sweep.ipynb 2
 from __future__ import annotations
-import itertools, json, math, random
+import itertools, json, math, os, random
+from dataclasses import asdict
 from pathlib import Path
 import pandas as pd
 import yaml
 from .core import outputs_root
-from .run import RunConfig, ConfigError, run_many, run_dir, read_config, load_run, learner_kwargs, FINAL
+from .run import RunConfig, ConfigError, run_many, plan, launch, run_dir, read_config, load_run, learner_kwargs, FINAL
 
 # %% auto 0
-__all__ = ['PAPER_SPACE', 'KEYS', 'paper_grid', 'load_sweep', 'hyperparameters', 'points', 'summary', 'run_sweep', 'load_summary',
-           'select']
+__all__ = ['PAPER_SPACE', 'KEYS', 'EXECUTORS', 'paper_grid', 'load_sweep', 'hyperparameters', 'points', 'summary', 'load_summary',
+           'run_sweep', 'select']
 
 # %% ../nbs/55_sweep.ipynb
 PAPER_SPACE = dict(  # spec §E.2: the paper's search space (App. I.5, Table 1) for the four continual tasks
@@ -92,14 +93,48 @@ def summary(spec, write:bool=True) -> pd.DataFrame:
         df.to_parquet(out/'summary.parquet')
     return df
 
-def run_sweep(spec, max_size:int|None=None) -> pd.DataFrame:
-    "Run (or resume, or load) every point of the sweep; its `summary`."
-    run_many(points(spec), max_size=max_size)
-    return summary(spec)
 
 def load_summary(name:str, out_root=None) -> pd.DataFrame:
     "The summary table that `run_sweep` wrote for sweep `name`."
     return pd.read_parquet(outputs_root(out_root)/name/'summary.parquet')
+
+# %% ../nbs/55_sweep.ipynb
+EXECUTORS = ('local', 'papermill', 'ray')
+
+def _params(c:RunConfig) -> dict:
+    "The parameters of `c` that differ from the defaults: what a papermill run is given."
+    default = asdict(RunConfig())
+    return {k: v for k, v in asdict(c).items() if v != default[k]}
+
+def _run_papermill(spec, cfgs:list[RunConfig]):
+    d, hp = load_sweep(spec), hyperparameters(spec)
+    folder = outputs_root(cfgs[0].out_root or None)/d['name']/'notebooks'
+    for c in cfgs:
+        if (read_config(run_dir(c)) or {}).get('status') in FINAL: continue
+        launch(_params(c), out=folder/('_'.join(f'{k}={getattr(c, k)}' for k in [*hp, 'seed']) + '.ipynb'))
+
+def _run_group_task(dicts:list[dict]):
+    "A Ray task: one group of `plan`, run as one population."
+    run_many(dicts, max_size=len(dicts))
+
+def _run_ray(groups:list[list[RunConfig]], address:str|None=None):
+    import ray
+    own = not ray.is_initialized()
+    env = {k: v for k, v in os.environ.items() if k.startswith('UPGD_NB_') or k == 'TRITON_INTERPRET'}
+    if own: ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=dict(env_vars=env),
+                     **({} if address else dict(num_cpus=os.cpu_count(), _node_ip_address='127.0.0.1')))
+    try: ray.get([ray.remote(_run_group_task).remote([asdict(c) for c in g]) for g in groups])
+    finally:
+        if own: ray.shutdown()
+
+def run_sweep(spec, max_size:int|None=None, executor:str='local', address:str|None=None) -> pd.DataFrame:
+    "Run (or resume, or load) every point of the sweep with `executor` ('local', 'papermill' or 'ray'); its `summary`."
+    if executor not in EXECUTORS: raise ValueError(f'executor must be one of {EXECUTORS}, got {executor!r}')
+    cfgs = points(spec)
+    if executor == 'local': run_many(cfgs, max_size=max_size)
+    elif executor == 'papermill': _run_papermill(spec, cfgs)
+    else: _run_ray(plan(cfgs, max_size), address)
+    return summary(spec)
 
 # %% ../nbs/55_sweep.ipynb
 def select(df:pd.DataFrame, hp:list[str], metric:str='avg_online_accuracy') -> pd.DataFrame:
