@@ -84,11 +84,14 @@ def flat_step(theta:torch.Tensor, # [S, P] parameters
     else: d = (grad + xi) * gate if protect else grad + xi * gate
     return theta * hp['decay'] - hp['alpha'] * d, Un
 
-def flat_step_(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw', f=flat_step, z=None):
-    "`flat_step` in place: θ (and U) overwritten."
-    th, Un = f(theta, grad, hp, keys, t, U, bc, protect, eta, z)
+def _write_back(theta, U, th, Un):
+    "Overwrite θ (and U) with a step's new values."
     theta.copy_(th)
     if U is not None: U.copy_(Un)
+
+def flat_step_(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw'):
+    "`flat_step` in place: θ (and U) overwritten."
+    _write_back(theta, U, *flat_step(theta, grad, hp, keys, t, U, bc, protect, eta))
 
 # %% ../nbs/46_kernels.ipynb
 @functools.cache
@@ -116,9 +119,7 @@ def cpu_step(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta
 def fused_step_(theta, grad, hp, keys=None, t=1, U=None, bc=None, protect=True, eta='raw', compiled:bool=True):
     "`flat_step_` in place: `cpu_step` on the CPU; on CUDA, the Triton kernels."
     if theta.is_cuda: return triton_step_(theta, grad, hp, keys, t, U, bc, protect, eta)
-    th, Un = cpu_step(theta, grad, hp, keys, t, U, bc, protect, eta, compiled)
-    theta.copy_(th)
-    if U is not None: U.copy_(Un)
+    _write_back(theta, U, *cpu_step(theta, grad, hp, keys, t, U, bc, protect, eta, compiled))
 
 # %% ../nbs/46_kernels.ipynb
 _jit = triton.jit if triton is not None else (lambda f: f)

@@ -23,8 +23,8 @@ from .population import Population, flat_unsupported, max_population
 # %% auto 0
 __all__ = ['IDENTITY', 'FINAL', 'METRICS', 'PER_MEMBER', 'CPU_POPULATION', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs',
            'identity', 'run_id', 'run_dir', 'net_kind', 'flat_reason', 'engine_of', 'net_spec', 'build', 'read_config',
-           'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'plan', 'run_many', 'run', 'task_table',
-           'plot_curve', 'parse_params', 'expand', 'launch', 'main']
+           'RunLocked', 'learner_device', 'summarize', 'Run', 'load_run', 'finished', 'plan', 'run_many', 'run',
+           'task_table', 'plot_curve', 'parse_params', 'expand', 'launch', 'main']
 
 # %% ../nbs/50_run.ipynb
 def P(default, help:str, group:str='io', choices=None):
@@ -448,6 +448,11 @@ def _existing(rd:Path, c:RunConfig) -> dict|None:
         raise FileExistsError(f"{rd} is a finished run ({info['status']}); pass if_exists='overwrite' to recompute it, or 'resume' to load it")
     return info
 
+def finished(c:RunConfig) -> bool:
+    "Whether `c`'s run is finished and `if_exists='resume'` keeps it (so nothing is to be run)."
+    info = _existing(run_dir(c), c)
+    return bool(info) and info['status'] in FINAL and c.if_exists == 'resume'
+
 def _start(rd:Path, c:RunConfig, eng, s:int, size:int) -> tuple[dict, dict]:
     "Member s's state (restored from its checkpoint if any) and its config.json contents."
     if c.if_exists == 'overwrite':
@@ -524,10 +529,10 @@ def _fits(c:RunConfig) -> int:
 
 def plan(cfgs:list, max_size:int|None=None) -> list[list[RunConfig]]:
     "The groups `run_many` would run, in order: each a population (flat engine, at most `max_size` or what fits) or one config."
-    cs = [RunConfig.make(c) for c in cfgs]   # every config validated before any compute
+    cs = [c if isinstance(c, RunConfig) else RunConfig.make(c) for c in cfgs]   # every config validated before any compute
     rds = [run_dir(c) for c in cs]
     if len(set(rds)) < len(rds): raise ConfigError(f'the same run is listed twice: {sorted({str(r) for r in rds if rds.count(r) > 1})}')
-    todo = [c for c, rd in zip(cs, rds) if not ((info := _existing(rd, c)) and info['status'] in FINAL and c.if_exists == 'resume')]
+    todo = [c for c in cs if not finished(c)]
     groups, out = {}, []
     for c in todo: groups.setdefault(_group_key(c), []).append(c)
     for key, g in groups.items():
@@ -597,8 +602,7 @@ def launch(params:dict, notebook:str|Path|None=None, out:str|Path|None=None) -> 
     "Validate `params` (values may be lists: `expand`), then execute the run notebook with papermill (into `out` if given); the run folders."
     import papermill as pm
     cs = expand(params); rds = [run_dir(c) for c in cs]
-    todo = [c for c, rd in zip(cs, rds) if not ((info := _existing(rd, c)) and info['status'] in FINAL and c.if_exists == 'resume')]
-    if not todo:
+    if all(finished(c) for c in cs):
         print(f"{len(rds)} run(s) already finished, e.g. {rds[0]}: nothing to do (pass -p if_exists overwrite to recompute)"); return rds
     nb = Path(notebook) if notebook else (repo_root() or Path.cwd())/'nbs'/'run.ipynb'
     if not nb.exists(): raise FileNotFoundError(f'run notebook {nb} not found: run upgd-run inside the upgd_nb checkout')

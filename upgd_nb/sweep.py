@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from .core import outputs_root
-from .run import RunConfig, ConfigError, run_many, plan, launch, run_dir, read_config, load_run, learner_kwargs, FINAL
+from .run import RunConfig, ConfigError, run_many, plan, launch, finished, run_dir, read_config, load_run, learner_kwargs, FINAL
 
 # %% auto 0
 __all__ = ['PAPER_SPACE', 'KEYS', 'EXECUTORS', 'paper_grid', 'load_sweep', 'hyperparameters', 'points', 'summary', 'load_summary',
@@ -80,16 +80,16 @@ def points(spec) -> list[RunConfig]:
 # %% ../nbs/55_sweep.ipynb
 def summary(spec, write:bool=True) -> pd.DataFrame:
     "One row per run of the sweep (those not started yet have status 'missing'); written to outputs/<name>/summary.parquet."
-    d, hp = load_sweep(spec), hyperparameters(spec)
+    d, hp, cs = load_sweep(spec), hyperparameters(spec), points(spec)
     rows = []
-    for c in points(spec):
+    for c in cs:
         info = read_config(run_dir(c)) or {}
         rows.append(dict(run_id=run_dir(c).name, status=info.get('status', 'missing'), learner=c.learner, seed=c.seed,
                          **{k: getattr(c, k) for k in hp}, **info.get('summary', {}), engine=info.get('engine'),
                          population=info.get('population'), wall_s=info.get('timings', {}).get('wall_s')))
     df = pd.DataFrame(rows)
     if write:
-        out = outputs_root(points(spec)[0].out_root or None)/d['name']; out.mkdir(parents=True, exist_ok=True)
+        out = outputs_root(cs[0].out_root or None)/d['name']; out.mkdir(parents=True, exist_ok=True)
         df.to_parquet(out/'summary.parquet')
     return df
 
@@ -110,7 +110,7 @@ def _run_papermill(spec, cfgs:list[RunConfig]):
     d, hp = load_sweep(spec), hyperparameters(spec)
     folder = outputs_root(cfgs[0].out_root or None)/d['name']/'notebooks'
     for c in cfgs:
-        if (read_config(run_dir(c)) or {}).get('status') in FINAL: continue
+        if finished(c): continue
         launch(_params(c), out=folder/('_'.join(f'{k}={getattr(c, k)}' for k in [*hp, 'seed']) + '.ipynb'))
 
 def _run_group_task(dicts:list[dict]):
