@@ -359,10 +359,11 @@ class _Flat:
     def restore(self, s:int, ck:dict): self.pop.load_member(s, ck['learner']); self.streams[s].load_state_dict(ck['stream'])
 
 # %% ../nbs/50_run.ipynb
-def _loop(c:RunConfig, eng, sts:list[dict], live:list[int], diverged, save, bar):
+def _loop(c:RunConfig, eng, sts:list[dict], live:list[int], diverged, save, bar, stop:int|None=None):
     step = last = sts[live[0]]['step']
-    while step < c.n_steps and live:
-        n = min(eng.window - step % eng.window, c.n_steps - step)
+    end = c.n_steps if stop is None else min(stop, c.n_steps)
+    while step < end and live:
+        n = min(eng.window - step % eng.window, end - step)
         loss, correct = eng.advance(step, n)
         for s in list(live):
             row, bad = _close(eng.streams[s], step, loss[s], correct[s])
@@ -481,8 +482,8 @@ def _finish(rd:Path, d:dict, st:dict, status:str, eng=None, s:int=0, **extra):
     if status in FINAL: (rd/'checkpoint.pt').unlink(missing_ok=True)
 
 # %% ../nbs/50_run.ipynb
-def _run_group(cs:list[RunConfig]):
-    "Run the configs `cs` (one module-engine config, or a flat-engine population) to the end, each in its own folder."
+def _run_group(cs:list[RunConfig], until:int|None=None):
+    "Run the configs `cs` (one module-engine config, or a flat-engine population) to the end (or pause at `until`), each in its own folder."
     torch.set_num_threads(cs[0].threads)
     eng = _Flat(cs) if engine_of(cs[0]) == 'flat' else _Module(cs)
     rds = [run_dir(c) for c in cs]
@@ -499,11 +500,13 @@ def _run_group(cs:list[RunConfig]):
         desc = rds[0].name if len(cs) == 1 else f'{cs[0].task}-{cs[0].learner} ×{len(cs)}'
         try:
             with tqdm(total=cs[0].n_steps, initial=sts[0]['step'], disable=not cs[0].progress, desc=desc, mininterval=10, file=sys.stderr) as bar:
-                _loop(cs[0], eng, sts, live, diverged, save, bar)
+                _loop(cs[0], eng, sts, live, diverged, save, bar, until)
         except BaseException as e:
             for s in live: _finish(rds[s], ds[s], sts[s], 'failed', error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc())
             raise
-        for s in live: _finish(rds[s], ds[s], sts[s], 'done', eng, s, diverged_at=None)
+        paused = bool(live) and sts[live[0]]['step'] < cs[0].n_steps
+        if paused: save()
+        for s in live: _finish(rds[s], ds[s], sts[s], 'paused' if paused else 'done', eng, s, diverged_at=None)
 
 # %% ../nbs/50_run.ipynb
 PER_MEMBER = ('seed', 'lr', 'weight_decay', 'sigma', 'beta_utility', 'eta_min', 'step_factor', 'ubar_min', 'ubar_max',
@@ -540,11 +543,16 @@ def plan(cfgs:list, max_size:int|None=None) -> list[list[RunConfig]]:
         out += [g[i:i + size] for i in range(0, len(g), size)]
     return out
 
+def _at(c:RunConfig) -> int:
+    "The step `c`'s run stands at (0 if it has not started)."
+    return (read_config(run_dir(c)) or {}).get('step', 0)
+
 def run_many(cfgs:list, max_size:int|None=None, # members per population; None: as many as fit in memory
+             until:int|None=None, # pause every run at this step (status 'paused', checkpoint kept); None: run to the end
             ) -> list[Run]:
     "Run (or resume, or load) every config of `cfgs`; flat-engine configs that differ only per learner run as populations."
     cs = [RunConfig.make(c) for c in cfgs]
-    for g in plan(cs, max_size): _run_group(g)
+    for g in plan([c for c in cs if until is None or _at(c) < until], max_size): _run_group(g, until)
     return [load_run(run_dir(c)) for c in cs]
 
 def run(cfg:RunConfig|dict|None=None, **kw) -> Run:
