@@ -12,7 +12,7 @@ from .sweep import PAPER_SPACE, load_sweep, hyperparameters
 # %% auto 0
 __all__ = ['METHODS', 'PAPER_BEST', 'BORROWED', 'REFERENCE_GRIDS', 'TAU_RANGE', 'PRESETS', 'method_base', 'canonical_task',
            'paper_best', 'reference_grid', 'neighbours', 'neighbourhood', 'method_sweep', 'confirm_sweep', 'setting',
-           'best_settings', 'sensitivity', 'plot_sensitivity']
+           'best_settings', 'sensitivity', 'confirmation_curves', 'plot_sensitivity']
 
 # %% ../nbs/56_presets.ipynb
 METHODS = {  # method: (learner, fixed arguments, main hyperparameters)
@@ -134,8 +134,10 @@ def confirm_sweep(spec, point:dict, seeds) -> dict:
     return load_sweep(dict(name=d['name'] + '-confirm', base=dict(d['base']), grid={k: [v] for k, v in point.items()}, seeds=list(seeds)))
 
 # %% ../nbs/56_presets.ipynb
+import json
 import pandas as pd
 from .core import outputs_root
+from .run import run_dir, read_config, load_run
 from .sweep import run_sweep, summary, select, points
 
 def _py(v): return v.item() if hasattr(v, 'item') else v
@@ -153,7 +155,7 @@ def _method_row(study, task, m, preset, n_steps, seeds, confirm_seeds, run, exec
                diverged_points=int((ranked.diverged > 0).sum()) if len(ranked) else 0)
     if not len(ranked): return row
     best = {k: _py(ranked.iloc[0][k]) for k in hp}
-    row.update(setting=setting(best), sweep_mean=ranked['mean'][0], sweep_n=int(ranked.n[0]))
+    row.update(setting=setting(best), point=json.dumps(best), sweep_mean=ranked['mean'][0], sweep_n=int(ranked.n[0]))
     if preset != 'paper':
         pb = paper_best(task, m); row['paper_setting'] = setting({k: pb[k] for k in hp})
         hit = ranked.index[(ranked[hp] == pd.Series({k: pb[k] for k in hp})).all(axis=1)]
@@ -185,6 +187,18 @@ def sensitivity(study:str, task:str, methods=tuple(METHODS), preset:str='neighbo
         r = select(summary(spec, write=False), hyperparameters(spec))
         out.append(r.assign(method=m))
     return pd.concat(out, ignore_index=True)
+
+def confirmation_curves(best:pd.DataFrame, study:str, task:str, preset:str='neighbourhood', n_steps:int=1_000_000,
+                        seeds=(0, 1), confirm_seeds=tuple(range(100, 110)), **base) -> pd.DataFrame:
+    "The metrics (one row per task window) of every finished confirmation run of `best`'s winners, with method and seed."
+    rows = []
+    for _, r in best.iterrows():
+        if not isinstance(r.get('point'), str): continue
+        spec = method_sweep(study, task, r.method, preset, n_steps, seeds, **base)
+        for c in points(confirm_sweep(spec, json.loads(r.point), confirm_seeds)):
+            if (read_config(run_dir(c)) or {}).get('status') in ('done', 'diverged'):
+                rows.append(load_run(run_dir(c)).metrics.assign(method=r.method, seed=c.seed))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 # %% ../nbs/56_presets.ipynb
 def plot_sensitivity(sens:pd.DataFrame, metric:str='mean', title:str=''):

@@ -486,6 +486,7 @@ def _run_group(cs:list[RunConfig], until:int|None=None):
     "Run the configs `cs` (one module-engine config, or a flat-engine population) to the end (or pause at `until`), each in its own folder."
     torch.set_num_threads(cs[0].threads)
     eng = _Flat(cs) if engine_of(cs[0]) == 'flat' else _Module(cs)
+    if until is not None and until % eng.window: raise ValueError(f'until ({until}) must be a multiple of the task window ({eng.window} steps)')
     rds = [run_dir(c) for c in cs]
     for rd in rds: rd.mkdir(parents=True, exist_ok=True)
     with ExitStack() as locks:

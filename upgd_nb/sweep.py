@@ -13,8 +13,8 @@ from .core import outputs_root
 from .run import RunConfig, ConfigError, run_many, plan, launch, finished, run_dir, read_config, load_run, learner_kwargs, FINAL
 
 # %% auto 0
-__all__ = ['PAPER_SPACE', 'KEYS', 'EXECUTORS', 'paper_grid', 'load_sweep', 'hyperparameters', 'points', 'summary', 'load_summary',
-           'run_sweep', 'select']
+__all__ = ['PAPER_SPACE', 'KEYS', 'SEARCHES', 'EXECUTORS', 'paper_grid', 'load_sweep', 'hyperparameters', 'points', 'summary',
+           'load_summary', 'run_sweep', 'select']
 
 # %% ../nbs/55_sweep.ipynb
 PAPER_SPACE = dict(  # spec §E.2: the paper's search space (App. I.5, Table 1) for the four continual tasks
@@ -28,7 +28,8 @@ def paper_grid(learner:str) -> dict:
     return {k: v for k, v in PAPER_SPACE.items() if k in takes}
 
 # %% ../nbs/55_sweep.ipynb
-KEYS = ('name', 'base', 'grid', 'space', 'search', 'n', 'seeds', 'sampler_seed', 'preset')
+KEYS = ('name', 'base', 'grid', 'space', 'search', 'n', 'seeds', 'sampler_seed', 'preset', 'prune', 'batch', 'storage')
+SEARCHES = ('grid', 'random', 'tpe')
 
 def load_sweep(spec:str|Path|dict) -> dict:
     "A sweep from a YAML file (path), YAML text or a dict, checked for unknown keys and filled with the defaults."
@@ -38,9 +39,10 @@ def load_sweep(spec:str|Path|dict) -> dict:
     bad = [k for k in d if k not in KEYS]
     if bad: raise ValueError(f'unknown sweep key(s) {bad}; valid: {list(KEYS)}')
     if 'name' not in d: raise ValueError('a sweep needs a name (its results go to outputs/<name>/)')
-    d = dict(dict(base={}, grid={}, space={}, search='grid', n=0, seeds=[0], sampler_seed=0, preset=None), **d)
-    if d['search'] not in ('grid', 'random'): raise ValueError(f"search must be 'grid' or 'random', got {d['search']!r}")
-    if d['search'] == 'random' and (not d['space'] or d['n'] < 1): raise ValueError('a random search needs a space and n >= 1')
+    d = dict(dict(base={}, grid={}, space={}, search='grid', n=0, seeds=[0], sampler_seed=0, preset=None, prune=None, batch=8, storage=None), **d)
+    if d['search'] not in SEARCHES: raise ValueError(f"search must be one of {SEARCHES}, got {d['search']!r}")
+    if d['search'] != 'grid' and (not d['space'] or d['n'] < 1): raise ValueError(f"a {d['search']} search needs a space and n >= 1")
+    if d['search'] != 'tpe' and (d['prune'] or d['storage']): raise ValueError("prune and storage belong to search: tpe")
     if d['preset'] not in (None, 'paper'): raise ValueError(f"preset must be 'paper' or absent, got {d['preset']!r}")
     return d
 
@@ -59,13 +61,16 @@ def _sample(space:dict, n:int, seed:int) -> list[dict]:
 def hyperparameters(spec) -> list[str]:
     "The names a sweep varies (besides the seed)."
     d = load_sweep(spec)
-    keys = d['space'] if d['search'] == 'random' else {**(paper_grid(d['base'].get('learner', 'sgd')) if d['preset'] else {}), **d['grid']}
+    keys = d['space'] if d['search'] != 'grid' else {**(paper_grid(d['base'].get('learner', 'sgd')) if d['preset'] else {}), **d['grid']}
     return list(keys)
 
 def points(spec) -> list[RunConfig]:
     "Every run of the sweep (hyperparameter point × seed) as a validated `RunConfig`."
     d = load_sweep(spec)
     if d['search'] == 'random': hps = _sample(d['space'], d['n'], d['sampler_seed'])
+    elif d['search'] == 'tpe':
+        from upgd_nb.tune import trial_points
+        hps = trial_points(d)            # the points the study has asked so far
     else:
         grid = {**(paper_grid(d['base'].get('learner', 'sgd')) if d['preset'] else {}), **d['grid']}
         hps = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
@@ -130,6 +135,10 @@ def _run_ray(groups:list[list[RunConfig]], address:str|None=None):
 def run_sweep(spec, max_size:int|None=None, executor:str='local', address:str|None=None) -> pd.DataFrame:
     "Run (or resume, or load) every point of the sweep with `executor` ('local', 'papermill' or 'ray'); its `summary`."
     if executor not in EXECUTORS: raise ValueError(f'executor must be one of {EXECUTORS}, got {executor!r}')
+    if load_sweep(spec)['search'] == 'tpe':
+        if executor != 'local': raise ValueError("a tpe search runs with executor='local'; to spread it over machines, run it on each with one shared `storage` URL")
+        from upgd_nb.tune import tune
+        tune(spec, max_size); return summary(spec)
     cfgs = points(spec)
     if executor == 'local': run_many(cfgs, max_size=max_size)
     elif executor == 'papermill': _run_papermill(spec, cfgs)
