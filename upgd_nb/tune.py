@@ -5,21 +5,22 @@
 # %% ../nbs/57_tune.ipynb 2
 from __future__ import annotations
 import math
+from pathlib import Path
 import pandas as pd
 from .core import outputs_root
 from .run import RunConfig, ConfigError, run_many, run_dir, load_run, read_config, make_task
 from .sweep import load_sweep, hyperparameters, select
 
 # %% auto 0
-__all__ = ['storage_url', 'rungs', 'study_of', 'value_at', 'tune', 'trials_table', 'trial_points', 'pruning_check']
+__all__ = ['storage_url', 'rungs', 'study_of', 'value_at', 'validate', 'tune', 'trials_table', 'trial_points', 'pruning_check']
 
 # %% ../nbs/57_tune.ipynb
+def _db(d:dict) -> Path: return outputs_root(d['base'].get('out_root') or None)/d['name']/'study.db'
+
 def storage_url(spec) -> str:
     "The study's storage: the sweep's `storage`, else SQLite at outputs/<name>/study.db."
     d = load_sweep(spec)
-    if d['storage']: return d['storage']
-    out = outputs_root(d['base'].get('out_root') or None)/d['name']; out.mkdir(parents=True, exist_ok=True)
-    return f'sqlite:///{out/"study.db"}'
+    return d['storage'] or f'sqlite:///{_db(d)}'
 
 def rungs(spec) -> list[int]:
     "The steps at which trials are judged: min_steps·η^k below n_steps (none without `prune`)."
@@ -48,6 +49,7 @@ def study_of(spec):
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     d = load_sweep(spec); url = storage_url(d)
+    if not d['storage']: _db(d).parent.mkdir(parents=True, exist_ok=True)
     study = optuna.load_study(study_name=d['name'], storage=url) if _exists(d['name'], url) else None
     n = len(study.trials) if study else 0
     r = rungs(d)
@@ -77,6 +79,25 @@ def value_at(cfgs:list[RunConfig], step:int|None=None) -> float:
     return sum(vals) / len(vals)
 
 # %% ../nbs/57_tune.ipynb
+def _ends(k, v) -> list:
+    "The values at the ends of one parameter's space (all of a list's)."
+    if isinstance(v, list) and v: return v
+    if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ('log', 'uniform') and len(next(iter(v.values()))) == 2: return list(next(iter(v.values())))
+    raise ValueError(f'space[{k!r}] must be a list or {{log: [lo, hi]}} / {{uniform: [lo, hi]}}, got {v!r}')
+
+def validate(spec) -> dict:
+    "Check a tpe sweep before any compute: every value at the ends of its space is a valid run, every rung a whole number of windows; its distributions."
+    d = load_sweep(spec); rs = rungs(d)
+    ends = {k: _ends(k, v) for k, v in d['space'].items()}
+    first = {k: v[0] for k, v in ends.items()}
+    for k, vs in ends.items():
+        for v in vs:
+            try: c0 = _cfgs(d, {**first, k: v})[0]
+            except ConfigError as e: raise ConfigError(f'sweep {d["name"]!r}, {k}={v}: {e}') from None
+    window = make_task(c0.task, c0.seed, c0.change_freq or None, c0.data_root or None, 'cpu', c0.verify_data).window
+    if any(r % window for r in rs): raise ValueError(f'every rung {rs} must be a multiple of the task window ({window} steps): change prune.min_steps')
+    return _distributions(d['space'])
+
 def _settle_stale(study):
     "Trials left running by a killed process: marked failed, their parameters asked again (their runs resume)."
     from optuna.trial import TrialState
@@ -89,10 +110,7 @@ def tune(spec, max_size:int|None=None) -> pd.DataFrame:
     from optuna.trial import TrialState
     d = load_sweep(spec)
     if d['search'] != 'tpe': raise ValueError(f"tune runs search: tpe sweeps; this one is {d['search']!r} (use upgd_nb.sweep.run_sweep)")
-    dists, rs = _distributions(d['space']), rungs(d)
-    c0 = _cfgs(d, {k: (v[0] if isinstance(v, list) else next(iter(v.values()))[0]) for k, v in d['space'].items()})[0]
-    window = make_task(c0.task, c0.seed, c0.change_freq or None, c0.data_root or None, 'cpu', c0.verify_data).window
-    if any(r % window for r in rs): raise ValueError(f'every rung {rs} must be a multiple of the task window ({window} steps): change prune.min_steps')
+    dists, rs = validate(d), rungs(d)
     study = study_of(d); _settle_stale(study)
     judged = (TrialState.COMPLETE, TrialState.PRUNED)
     while (done := len(study.get_trials(deepcopy=False, states=judged))) < d['n']:
@@ -124,7 +142,7 @@ def trials_table(spec) -> pd.DataFrame:
 def trial_points(spec) -> list[dict]:
     "The distinct parameter points of the study's trials, in order of first appearance."
     d = load_sweep(spec)
-    if not _exists(d['name'], storage_url(d)): return []
+    if (not d['storage'] and not _db(d).exists()) or not _exists(d['name'], storage_url(d)): return []
     seen = {}
     for t in study_of(d).trials:
         if t.params: seen.setdefault(tuple(sorted(t.params.items())), dict(t.params))
