@@ -13,8 +13,8 @@ from .core import outputs_root
 from .run import RunConfig, ConfigError, run_many, plan, launch, finished, run_dir, read_config, load_run, learner_kwargs, FINAL
 
 # %% auto 0
-__all__ = ['PAPER_SPACE', 'KEYS', 'SEARCHES', 'EXECUTORS', 'paper_grid', 'load_sweep', 'hyperparameters', 'points', 'summary',
-           'load_summary', 'run_sweep', 'select']
+__all__ = ['PAPER_SPACE', 'KEYS', 'SEARCHES', 'EXECUTORS', 'paper_grid', 'load_sweep', 'space_entry', 'hyperparameters', 'points',
+           'summary', 'load_summary', 'run_sweep', 'select']
 
 # %% ../nbs/55_sweep.ipynb
 PAPER_SPACE = dict(  # spec §E.2: the paper's search space (App. I.5, Table 1) for the four continual tasks
@@ -47,16 +47,22 @@ def load_sweep(spec:str|Path|dict) -> dict:
     return d
 
 # %% ../nbs/55_sweep.ipynb
+def space_entry(k:str, v) -> tuple[str, list]:
+    "One parameter of a search space: ('choice', values) for a list, ('log' | 'uniform', [lo, hi]) for a range."
+    if isinstance(v, list) and v: return 'choice', v
+    if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ('log', 'uniform'):
+        kind, ends = next(iter(v.items()))
+        if isinstance(ends, list) and len(ends) == 2: return kind, list(ends)
+    raise ValueError(f'space[{k!r}] must be a non-empty list or {{log: [lo, hi]}} / {{uniform: [lo, hi]}}, got {v!r}')
+
 def _sample(space:dict, n:int, seed:int) -> list[dict]:
     "n points of `space` from a seeded sampler: lists are uniform choices, {log: [lo, hi]} and {uniform: [lo, hi]} ranges."
-    rng = random.Random(seed)
-    def one(k, v):
-        if isinstance(v, list): return rng.choice(v)
-        if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ('log', 'uniform'):
-            kind, (lo, hi) = next(iter(v.items()))
-            return math.exp(rng.uniform(math.log(lo), math.log(hi))) if kind == 'log' else rng.uniform(lo, hi)
-        raise ValueError(f'space[{k!r}] must be a list or {{log: [lo, hi]}} / {{uniform: [lo, hi]}}, got {v!r}')
-    return [{k: one(k, v) for k, v in space.items()} for _ in range(n)]
+    rng, entries = random.Random(seed), {k: space_entry(k, v) for k, v in space.items()}
+    def one(kind, v):
+        if kind == 'choice': return rng.choice(v)
+        lo, hi = v
+        return math.exp(rng.uniform(math.log(lo), math.log(hi))) if kind == 'log' else rng.uniform(lo, hi)
+    return [{k: one(*e) for k, e in entries.items()} for _ in range(n)]
 
 def hyperparameters(spec) -> list[str]:
     "The names a sweep varies (besides the seed)."
@@ -149,6 +155,7 @@ def run_sweep(spec, max_size:int|None=None, executor:str='local', address:str|No
 def select(df:pd.DataFrame, hp:list[str], metric:str='avg_online_accuracy') -> pd.DataFrame:
     "The sweep's points ranked by the rule above: n, mean, std, ci95 of `metric` over seeds, diverged seeds; best first."
     from scipy import stats
+    if metric not in df: df = df.assign(**{metric: float('nan')})      # no run has finished yet
     fin = df[df.status.isin(FINAL)].assign(_div=lambda d: (d.status == 'diverged').astype(int), _order=lambda d: range(len(d)))
     g = fin.groupby(hp, sort=False).agg(n=(metric, 'size'), mean=(metric, 'mean'), std=(metric, 'std'), diverged=('_div', 'sum'),
                                         _order=('_order', 'min')).reset_index()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from .core import outputs_root
 from .run import RunConfig, ConfigError, run_many, run_dir, load_run, read_config, make_task
-from .sweep import load_sweep, hyperparameters, select
+from .sweep import load_sweep, hyperparameters, select, space_entry
 
 # %% auto 0
 __all__ = ['storage_url', 'rungs', 'study_of', 'value_at', 'validate', 'tune', 'trials_table', 'trial_points', 'pruning_check']
@@ -35,14 +35,10 @@ def rungs(spec) -> list[int]:
     return out
 
 def _distributions(space:dict) -> dict:
+    "Optuna's distributions for a sweep's space: a list is categorical, a range a float (log-scaled for `log`)."
     from optuna.distributions import CategoricalDistribution, FloatDistribution
-    out = {}
-    for k, v in space.items():
-        if isinstance(v, list): out[k] = CategoricalDistribution(v)
-        elif isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ('log', 'uniform'):
-            kind, (lo, hi) = next(iter(v.items())); out[k] = FloatDistribution(lo, hi, log=kind == 'log')
-        else: raise ValueError(f'space[{k!r}] must be a list or {{log: [lo, hi]}} / {{uniform: [lo, hi]}}, got {v!r}')
-    return out
+    def one(kind, v): return CategoricalDistribution(v) if kind == 'choice' else FloatDistribution(*v, log=kind == 'log')
+    return {k: one(*space_entry(k, v)) for k, v in space.items()}
 
 def study_of(spec):
     "The sweep's Optuna study (created or loaded), with TPE seeded by sampler_seed + trials so far, and its pruner."
@@ -60,8 +56,7 @@ def study_of(spec):
 
 def _exists(name:str, url:str) -> bool:
     import optuna
-    try: return name in [s.study_name for s in optuna.get_all_study_summaries(url)]
-    except Exception: return False
+    return name in [s.study_name for s in optuna.get_all_study_summaries(url)]
 
 # %% ../nbs/57_tune.ipynb
 def _cfgs(d:dict, params:dict) -> list[RunConfig]:
@@ -79,16 +74,10 @@ def value_at(cfgs:list[RunConfig], step:int|None=None) -> float:
     return sum(vals) / len(vals)
 
 # %% ../nbs/57_tune.ipynb
-def _ends(k, v) -> list:
-    "The values at the ends of one parameter's space (all of a list's)."
-    if isinstance(v, list) and v: return v
-    if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ('log', 'uniform') and len(next(iter(v.values()))) == 2: return list(next(iter(v.values())))
-    raise ValueError(f'space[{k!r}] must be a list or {{log: [lo, hi]}} / {{uniform: [lo, hi]}}, got {v!r}')
-
 def validate(spec) -> dict:
     "Check a tpe sweep before any compute: every value at the ends of its space is a valid run, every rung a whole number of windows; its distributions."
     d = load_sweep(spec); rs = rungs(d)
-    ends = {k: _ends(k, v) for k, v in d['space'].items()}
+    ends = {k: space_entry(k, v)[1] for k, v in d['space'].items()}   # a list's values, a range's two ends
     first = {k: v[0] for k, v in ends.items()}
     for k, vs in ends.items():
         for v in vs:
