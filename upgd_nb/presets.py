@@ -202,11 +202,13 @@ def confirmation_curves(best:pd.DataFrame, study:str, task:str, preset:str='neig
 
 # %% ../nbs/56_presets.ipynb
 def plot_sensitivity(sens:pd.DataFrame, metric:str='mean', title:str=''):
-    "One panel per method of `sensitivity(...)`: score against the first main hyperparameter, a line per value of the second."
+    "One panel per method of `sensitivity(...)` (four to a row): score against the first main hyperparameter, a line per value of the second."
     import matplotlib.pyplot as plt
     ms = list(dict.fromkeys(sens.method))
-    fig, axes = plt.subplots(1, len(ms), figsize=(3.2 * len(ms), 2.8), squeeze=False, sharey=True)
-    for ax, m in zip(axes[0], ms):
+    cols = min(4, len(ms)); rows = -(-len(ms) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(ms):]: ax.set_visible(False)
+    for ax, m in zip(axes.flat, ms):
         d, main = sens[sens.method == m], METHODS[m][2]
         x, hue = main[0], (main[1] if len(main) > 1 else None)
         for h, g in (d.groupby(hue) if hue else [(None, d)]):
@@ -214,7 +216,8 @@ def plot_sensitivity(sens:pd.DataFrame, metric:str='mean', title:str=''):
             ax.errorbar(g[x], g[metric], yerr=g.ci95.fillna(0), marker='o', ms=3, capsize=2, label=f'{hue}={h:g}' if hue else None)
         ax.set_xscale('log'); ax.set_xlabel(x); ax.set_title(m, fontsize=9)
         if hue: ax.legend(fontsize=6)
-    axes[0][0].set_ylabel('online accuracy (mean over steps)')
+    for row in axes: row[0].set_ylabel('online accuracy\n(mean over steps)')
+    if sens[metric].dropna().between(0, 1).all(): axes[0][0].set_ylim(0, 1)   # accuracies: intervals of 2 seeds can reach past them
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
