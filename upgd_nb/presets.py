@@ -69,9 +69,14 @@ def canonical_task(task:str) -> str:
     "The task's registered name (aliases resolved)."
     return ALIASES.get(task, task)
 
+def _source(task:str) -> str:
+    "The task whose reported values and coded grids `task` uses (itself, or the one it borrows from)."
+    t = canonical_task(task)
+    return BORROWED.get(t, t)
+
 def paper_best(task:str, method:str) -> dict:
     "The paper's reported best hyperparameters of `method` on `task` (spec §E.3); `letters` borrows `balanced`'s."
-    t = canonical_task(task); t = BORROWED.get(t, t)
+    t = _source(task)
     if t not in PAPER_BEST: raise ValueError(f'no reported best values for task {task!r}; tasks with values: {sorted(PAPER_BEST)} (and {sorted(BORROWED)}, borrowed)')
     method_base(method)
     return dict(PAPER_BEST[t][method])
@@ -96,8 +101,7 @@ for _g in REFERENCE_GRIDS.values(): _g['n_upgd'] = _g['upgd']   # the reference 
 
 def reference_grid(task:str, method:str) -> dict:
     "The grid the reference code runs for `method` on `task` (spec §E.1)."
-    t = canonical_task(task); t = BORROWED.get(t, t)
-    g = REFERENCE_GRIDS.get(t, {})
+    g = REFERENCE_GRIDS.get(_source(task), {})
     if method not in g: raise ValueError(f'the reference codes no grid for {method!r} on {task!r}; it has {sorted(g)}')
     return {k: list(v) for k, v in g[method].items()}
 
