@@ -14,7 +14,7 @@ from .run import RunConfig, ConfigError, run_many, plan, launch, finished, run_d
 
 # %% auto 0
 __all__ = ['PAPER_SPACE', 'KEYS', 'SEARCHES', 'EXECUTORS', 'paper_grid', 'load_sweep', 'space_entry', 'hyperparameters', 'points',
-           'summary', 'load_summary', 'run_sweep', 'select']
+           'run_row', 'summary', 'load_summary', 'run_sweep', 'select']
 
 # %% ../nbs/55_sweep.ipynb
 PAPER_SPACE = dict(  # spec §E.2: the paper's search space (App. I.5, Table 1) for the four continual tasks
@@ -89,16 +89,17 @@ def points(spec) -> list[RunConfig]:
     return cfgs
 
 # %% ../nbs/55_sweep.ipynb
+def run_row(c:RunConfig, hp:list[str]) -> dict:
+    "The summary row of `c`'s run: id, status ('missing' if not started), seed, the hyperparameters `hp`, its summary numbers."
+    info = read_config(run_dir(c)) or {}
+    return dict(run_id=run_dir(c).name, status=info.get('status', 'missing'), learner=c.learner, seed=c.seed,
+                **{k: getattr(c, k) for k in hp}, **info.get('summary', {}), engine=info.get('engine'),
+                population=info.get('population'), wall_s=info.get('timings', {}).get('wall_s'))
+
 def summary(spec, write:bool=True) -> pd.DataFrame:
     "One row per run of the sweep (those not started yet have status 'missing'); written to outputs/<name>/summary.parquet."
     d, hp, cs = load_sweep(spec), hyperparameters(spec), points(spec)
-    rows = []
-    for c in cs:
-        info = read_config(run_dir(c)) or {}
-        rows.append(dict(run_id=run_dir(c).name, status=info.get('status', 'missing'), learner=c.learner, seed=c.seed,
-                         **{k: getattr(c, k) for k in hp}, **info.get('summary', {}), engine=info.get('engine'),
-                         population=info.get('population'), wall_s=info.get('timings', {}).get('wall_s')))
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([run_row(c, hp) for c in cs])
     if write:
         out = outputs_root(cs[0].out_root or None)/d['name']; out.mkdir(parents=True, exist_ok=True)
         df.to_parquet(out/'summary.parquet')

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from .core import outputs_root
 from .run import RunConfig, ConfigError, run_many, run_dir, load_run, read_config, make_task
-from .sweep import load_sweep, hyperparameters, select, space_entry
+from .sweep import load_sweep, hyperparameters, select, space_entry, run_row
 
 # %% auto 0
 __all__ = ['storage_url', 'rungs', 'study_of', 'value_at', 'validate', 'tune', 'trials_table', 'trial_points', 'pruning_check']
@@ -44,15 +44,14 @@ def study_of(spec):
     "The sweep's Optuna study (created or loaded), with TPE seeded by sampler_seed + trials so far, and its pruner."
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    d = load_sweep(spec); url = storage_url(d)
+    d = load_sweep(spec)
     if not d['storage']: _db(d).parent.mkdir(parents=True, exist_ok=True)
-    study = optuna.load_study(study_name=d['name'], storage=url) if _exists(d['name'], url) else None
-    n = len(study.trials) if study else 0
     r = rungs(d)
     pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=r[0], reduction_factor=int(d['prune'].get('reduction_factor', 3)))
               if r else optuna.pruners.NopPruner())
-    return optuna.create_study(study_name=d['name'], storage=url, direction='maximize', load_if_exists=True, pruner=pruner,
-                               sampler=optuna.samplers.TPESampler(seed=d['sampler_seed'] + n, n_startup_trials=min(10, d['n'])))
+    study = optuna.create_study(study_name=d['name'], storage=storage_url(d), direction='maximize', load_if_exists=True, pruner=pruner)
+    study.sampler = optuna.samplers.TPESampler(seed=d['sampler_seed'] + len(study.trials), n_startup_trials=min(10, d['n']))
+    return study
 
 def _exists(name:str, url:str) -> bool:
     import optuna
@@ -149,10 +148,8 @@ def pruning_check(spec, top:int=3, max_size:int|None=None) -> tuple[pd.DataFrame
     for kind, df in (('completed', done), ('pruned, finished', pruned)):
         for _, r in df.iterrows():
             for c in _cfgs(d, {k: r[k] for k in hp}):
-                info = read_config(run_dir(c))
-                rows.append(dict(trial=r.trial, kind=kind, pruned_at=r.last_rung if kind != 'completed' else None,
-                                 rung_value=r.rung_value if kind != 'completed' else None, **{k: r[k] for k in hp}, seed=c.seed,
-                                 status=info['status'], avg_online_accuracy=info['summary'].get('avg_online_accuracy')))
+                rows.append(dict(run_row(c, hp), trial=r.trial, kind=kind, pruned_at=r.last_rung if kind != 'completed' else None,
+                                 rung_value=r.rung_value if kind != 'completed' else None))
     runs = pd.DataFrame(rows)
     ranked = select(runs, hp).merge(runs.drop_duplicates(hp)[['trial', 'kind', 'pruned_at', 'rung_value', *hp]], on=hp)
     return ranked, ranked.kind[0] != 'completed'
