@@ -24,10 +24,10 @@ def ar1(n:int, phi:float, rng:np.random.Generator, size:int|None=None) -> np.nda
 def _rank(a:np.ndarray) -> np.ndarray: return stats.rankdata(a, axis=-1)
 
 def spearman(x:np.ndarray, y:np.ndarray) -> np.ndarray:
-    "Spearman's ρ along the last axis (broadcasting: x of shape (k, n) against y of shape (n,) gives k values)."
+    "Spearman's ρ along the last axis (broadcasting: x of shape (k, n) against y of shape (n,) gives k values; NaN for a constant series)."
     rx, ry = _rank(np.asarray(x, float)), _rank(np.asarray(y, float))
     rx, ry = rx - rx.mean(-1, keepdims=True), ry - ry.mean(-1, keepdims=True)
-    return (rx * ry).sum(-1) / np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
+    with np.errstate(invalid='ignore', divide='ignore'): return (rx * ry).sum(-1) / np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
 
 TRANSFORMS = ('raw', 'diff', 'detrend', 'task_mean')
 

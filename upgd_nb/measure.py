@@ -35,14 +35,16 @@ def parse_stats(spec:str) -> dict[str, int]:
 class Meter:
     "Measures `learner` on the schedule `spec`; `before`/`after` wrap each step, `close` ends a window."
     def __init__(self, spec:str|dict, learner, generator:torch.Generator, probe_size:int=256, series:bool=False,
-                 dormant_tau:float=0.1): # ReDo's τ for `dormant_fraction` (0 would count the dead units again)
+                 dormant_tau:float=0.1, # ReDo's τ for `dormant_fraction` (0 would count the dead units again)
+                 probe=None): # a function giving a fixed probe set (x, y), e.g. a stream's `probe_set`; None: the last `probe_size` samples
         self.every = parse_stats(spec) if isinstance(spec, str) else dict(spec)
         if 'utility' in self.every and not isinstance(learner.opt, UPGD):
             raise ValueError(f'the utility statistics need a UPGD optimizer; this learner uses {type(learner.opt).__name__}')
         self.l, self.gen, self.probe_size, self.keep_series, self.dormant_tau = learner, generator, probe_size, series, dormant_tau
         self.names = {p: n for n, p in learner.net.named_parameters()}
-        self.probe_x = self.probe_y = None; self.n_probe = 0
+        self.probe_fn, self.probe_x, self.probe_y, self.n_probe = probe, None, None, 0
         self.sums, self.counts, self.series, self.pending = {}, {}, [], {}
+        self.trail = [0., 0., 0]   # loss and correct summed since the last series row, and the number of steps
 
     def due(self, group:str, step:int) -> bool: return group in self.every and (step + 1) % self.every[group] == 0
 
@@ -58,6 +60,8 @@ class Meter(Meter):
         self.n_probe += len(x)
 
     def probes(self):
+        "The probe set: `probe()` if given, else the last `probe_size` samples seen."
+        if self.probe_fn is not None: return self.probe_fn()
         n = min(self.n_probe, self.probe_size)
         return self.probe_x[:n], self.probe_y[:n]
 
@@ -73,7 +77,7 @@ class Meter(Meter):
     def after(self, step:int, x, y, res:dict):
         "Measurements after this step's update; `res` is what `Learner.observe` returned (the pre-update loss)."
         v, self.pending = self.pending, {}
-        self._remember(x, y)
+        if self.probe_fn is None: self._remember(x, y)
         net, lf = self.l.net, LOSSES[self.l.loss]
         if self.due('plasticity', step) or self.due('units', step):
             out, hs = net(x, acts=True)
@@ -100,7 +104,15 @@ class Meter(Meter):
                 v['hessian/top_eigenvalue'] = top_eigenvalue(net, px, py, self.l.loss, 30, 1e-4, self.gen)
                 v.update({f'hessian/{k}': x for k, x in spectrum_summary(lanczos(net, px, py, self.l.loss, 20, self.gen)).items()})
         for k, x in v.items(): self.sums[k] = self.sums.get(k, 0.) + x; self.counts[k] = self.counts.get(k, 0) + 1
-        if self.keep_series and v: self.series.append(dict(step=step, **v))
+        if self.keep_series: self._trail(step, v, res)
+
+    def _trail(self, step:int, v:dict, res:dict):
+        "A series row for a measured step, with the mean loss and accuracy over the steps since the previous row."
+        tr = self.trail
+        tr[0] = tr[0] + res['loss']; tr[1] = tr[1] + res.get('correct', float('nan')); tr[2] += 1
+        if not v: return
+        self.series.append(dict(step=step, **v, trailing_loss=float(tr[0]) / tr[2], trailing_accuracy=float(tr[1]) / tr[2]))
+        self.trail = [0., 0., 0]
 
     def close(self) -> dict:
         "The window's means of every measured key; starts the next window."
@@ -109,6 +121,7 @@ class Meter(Meter):
         return out
 
     def state_dict(self) -> dict:
-        return dict(gen=self.gen.get_state(), probe_x=self.probe_x, probe_y=self.probe_y, n_probe=self.n_probe)
+        return dict(gen=self.gen.get_state(), probe_x=self.probe_x, probe_y=self.probe_y, n_probe=self.n_probe, trail=self.trail)
     def load_state_dict(self, sd:dict):
         self.gen.set_state(sd['gen']); self.probe_x, self.probe_y, self.n_probe = sd['probe_x'], sd['probe_y'], sd['n_probe']
+        self.trail = sd.get('trail', [0., 0., 0])

@@ -88,7 +88,8 @@ class RunConfig:
     curvature_h: float = P(1e-3, 'finite-difference step h of the input curvature', 'learner')
     curvature_estimator: str = P('fork', "input curvature: 'fork' (unsquared, h-scaled, batch mean) or 'garg' (squared, /h², per sample)", 'learner', ('fork', 'garg'))
     stats: str = P('', "statistics schedule 'group:N,…' measured every N steps (upgd_nb.measure): " + ', '.join(STAT_GROUPS), 'stats')
-    stats_probe: int = P(256, 'probe set of the units and hessian statistics: the last this many samples', 'stats')
+    stats_probe: int = P(256, 'size of the probe set of the units and hessian statistics', 'stats')
+    stats_probe_set: str = P('recent', "probe set: 'recent' (the last stats_probe samples seen) or 'fixed' (stats_probe samples chosen once per seed, shown as the current task shows them)", 'stats', ('recent', 'fixed'))
     stats_series: bool = P(False, 'also keep every measurement, by step, in series/ (parquet parts)', 'stats')
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
@@ -210,6 +211,7 @@ def identity(c:RunConfig) -> dict:
     "What a run computes: task, network and run parameters, the learner with its own hyperparameters, the device type."
     d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY}
     st = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'stats'} if c.stats else {}
+    if st.get('stats_probe_set') == 'recent': del st['stats_probe_set']  # the default keeps the ids that stats runs always had
     eng = {'engine': 'flat'} if engine_of(c) == 'flat' else {}  # module-engine runs keep the identities they always had
     return {**d, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type, **st, **eng}
 
@@ -312,7 +314,8 @@ class _Module:
         (c,) = cs
         self.stream, self.spec, self.learner = build(c)
         self.device, self.n_params, self.streams, self.window = learner_device(self.learner), n_params(self.learner.net), [self.stream], self.stream.window
-        self.meter = Meter(c.stats, self.learner, generator(c.seed, 'stats', self.device), c.stats_probe, c.stats_series) if c.stats else None
+        probe = (lambda: self.stream.probe_set(c.stats_probe)) if c.stats_probe_set == 'fixed' else None
+        self.meter = Meter(c.stats, self.learner, generator(c.seed, 'stats', self.device), c.stats_probe, c.stats_series, probe=probe) if c.stats else None
 
     def advance(self, step:int, n:int) -> tuple[torch.Tensor, torch.Tensor]:
         X, Y = self.stream.next_window(n)

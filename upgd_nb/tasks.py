@@ -100,13 +100,22 @@ class ImageStream(ImageStream):
             out.append(self._order[self._pos:self._pos + take]); self._pos += take; n -= take
         return torch.cat(out).to(self.device)
 
-    def _block(self, n):
-        i = self._indices(n)
+    def _present(self, i):
+        "The samples `i` of the split as the current task shows them."
         x, y = to_unit(self.x[i]), self.y[i]
         if self.flatten: x = x.flatten(1)
         if self.permute == 'input': x = x.flatten(1)[:, self.perm].view_as(x)
         if self.permute == 'label': y = self.perm[y]
         return x, y
+
+    def _block(self, n): return self._present(self._indices(n))
+
+    def probe_set(self, n:int) -> tuple[torch.Tensor, torch.Tensor]:
+        "`n` samples of the split chosen once per seed (their own generator), shown as the current task shows them."
+        if getattr(self, '_probe', None) is None or len(self._probe) != n:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, 'probe_set'))
+            self._probe = torch.randperm(len(self.x), generator=g)[:n].to(self.device)
+        return self._present(self._probe)
 
 # %% ../nbs/20_tasks.ipynb
 class ToyStream(Stream):
@@ -129,11 +138,17 @@ class ToyStream(ToyStream):
         "The target's sign in task k (only 'changing_outputs' flips it)."
         return (1. if k % 2 else -1.) if self.kind == 'changing_outputs' else 1.
 
+    def _inputs(self, n, g): return (torch.rand(n, 5, generator=g) - 0.5) if self.kind == 'utility' else torch.randn(n, 16, generator=g)
+    def _targets(self, x, k): return x[:, self.pair_of(k)].sum(1) if self.kind == 'utility' else self.sign_of(k) * x[:, self.pair_of(k)].mean(1)
+
     def _block(self, n):
-        k = self.task_of(self.step)
-        x = (torch.rand(n, 5, generator=self.gen) - 0.5) if self.kind == 'utility' else torch.randn(n, 16, generator=self.gen)
-        y = x[:, self.pair_of(k)].sum(1) if self.kind == 'utility' else self.sign_of(k) * x[:, self.pair_of(k)].mean(1)
-        return x.to(self.device), y[:, None].to(self.device)
+        x = self._inputs(n, self.gen)
+        return x.to(self.device), self._targets(x, self.task_of(self.step))[:, None].to(self.device)
+
+    def probe_set(self, n:int) -> tuple[torch.Tensor, torch.Tensor]:
+        "`n` inputs drawn once per seed (their own generator), with the targets of the task of the last step."
+        x = self._inputs(n, torch.Generator().manual_seed(derive_seed(self.seed, 'probe_set')))
+        return x.to(self.device), self._targets(x, self.task_of(max(self.step - 1, 0)))[:, None].to(self.device)
 
 # %% ../nbs/20_tasks.ipynb
 tasks = {}
