@@ -138,7 +138,8 @@ def _shift(task:pd.Series) -> int:
     per_task = int(task.value_counts().median())
     return len(task) // 2 + per_task // 2
 
-def correlation_study(frames:dict, pairs:list, confounds=(), positive:tuple|None=None, task:str='task', lags=LAGS,
+def correlation_study(frames:dict, pairs:list, confounds=(), positive:tuple|list|None=None, # a pair known to be related, or a list of them
+                      task:str='task', lags=LAGS,
                       n_surrogates:int=999, n_boot:int=499) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Per-seed tests of every pair in `frames` ({seed: frame}) plus the controls; (per-seed rows, summary across seeds)."
     rows = []
@@ -147,8 +148,8 @@ def correlation_study(frames:dict, pairs:list, confounds=(), positive:tuple|None
             for r in correlate(df, x, y, confounds, task, lags, n_surrogates, n_boot, seed=sd): rows.append(dict(pair=f'{x} ~ {y}', kind='study', seed=sd, **r))
             sh = df.assign(_shifted=np.roll(df[y].to_numpy(), _shift(df[task])))   # negative control: same series, no alignment
             for r in correlate(sh, x, '_shifted', confounds, task, lags, n_surrogates, n_boot, seed=sd): rows.append(dict(pair=f'{x} ~ shifted {y}', kind='negative control', seed=sd, **r))
-        if positive:
-            for r in correlate(df, *positive, (), task, lags, n_surrogates, n_boot, seed=sd): rows.append(dict(pair=f'{positive[0]} ~ {positive[1]}', kind='positive control', seed=sd, **r))
+        for px, py in ([positive] if positive and isinstance(positive[0], str) else positive or []):
+            for r in correlate(df, px, py, (), task, lags, n_surrogates, n_boot, seed=sd): rows.append(dict(pair=f'{px} ~ {py}', kind='positive control', seed=sd, **r))
     per_seed = pd.DataFrame(rows)
     out = []
     for (pair, kind, test, lag), g in per_seed.groupby(['pair', 'kind', 'test', 'lag'], sort=False):

@@ -82,7 +82,7 @@ def curate(task:str, dest:str|Path, experiment:str='utility-curvature', out_root
 
 # %% ../nbs/71_utility_curvature.ipynb
 PRIMARY = ('utility/corrected/L2', 'utility/corrected/L10', 'utility/ubar/L2')
-POSITIVE = ('trailing_loss', 'grad/l2')
+POSITIVE = (('trailing_loss', 'grad/l2'), ('input_curvature', 'grad/l2'))
 
 def seed_frames(table:pd.DataFrame, columns) -> dict:
     "{seed: that seed's rows where every one of `columns` was measured, in step order}."
@@ -122,9 +122,10 @@ def effects(summary:pd.DataFrame) -> pd.DataFrame:
     return d[[c for c in cols if c in d]].sort_values(['task', 'method', 'curvature', 'utility', 'test']).reset_index(drop=True)
 
 def controls(summary:pd.DataFrame, alpha:float=0.05) -> pd.DataFrame:
-    "Per control, task and view: tests, share significant after adjustment, mean |ρ|, mean share of seeds significant."
+    "Per control (each positive pair; the shifted series), task and view: tests, share significant after adjustment, mean |ρ|, mean share of seeds significant."
     c = summary[summary.kind != 'study'].assign(abs_rho=lambda d: d['mean'].abs(), significant=lambda d: d.p_adjusted < alpha)
-    by = [k for k in ('kind', 'task', 'test') if k in c]
+    c['control'] = c.pair.where(c.kind == 'positive control', 'curvature shifted')
+    by = [k for k in ('kind', 'control', 'task', 'test') if k in c]
     return c.groupby(by).agg(tests=('significant', 'size'), significant=('significant', 'mean'), mean_abs_rho=('abs_rho', 'mean'),
                              seeds_significant=('seeds_significant', 'mean')).round(3)
 
