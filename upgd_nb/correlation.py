@@ -157,7 +157,8 @@ def correlation_study(frames:dict, pairs:list, confounds=(), positive:tuple|list
         out.append(dict(pair=pair, kind=kind, test=test, lag=lag, **{k: s[k] for k in ('n', 'mean', 'median', 'ci_low', 'ci_high', 'p_wilcoxon', 'p_t')},
                         seeds_significant=float((g.p_surrogate < 0.05).mean()),
                         partial_mean=float(g.partial.mean()) if 'partial' in g and g.partial.notna().any() else np.nan,
-                        partial_p_wilcoxon=across_seeds(g.partial)['p_wilcoxon'] if 'partial' in g and g.partial.notna().sum() > 1 else np.nan))
+                        **({f'partial_{k}': across_seeds(g.partial)[k] for k in ('p_wilcoxon', 'p_t')} if 'partial' in g and g.partial.notna().sum() > 1
+                           else dict(partial_p_wilcoxon=np.nan, partial_p_t=np.nan))))
     summ = pd.DataFrame(out)
     for kind in summ.kind.unique():       # the study's family is adjusted on its own; each control on its own
         m = summ.kind == kind

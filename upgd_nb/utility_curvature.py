@@ -14,7 +14,7 @@ from .presets import paper_best, canonical_task
 # %% auto 0
 __all__ = ['STATS', 'TASKS', 'METHODS', 'CURVATURE', 'CONFOUNDS', 'OTHER', 'PRIMARY', 'POSITIVE', 'method_config',
            'study_configs', 'method_of', 'series_table', 'curate', 'seed_frames', 'family_adjust', 'study', 'effects',
-           'controls', 'plot_effects', 'plot_lags']
+           'controls', 'headline', 'plot_effects', 'plot_lags']
 
 # %% ../nbs/71_utility_curvature.ipynb
 STATS = 'plasticity:50,units:50,norms:50,utility:50,input_curvature:50,hessian:250,rank:500'
@@ -91,10 +91,12 @@ def seed_frames(table:pd.DataFrame, columns) -> dict:
     return {int(s): g[cols].reset_index(drop=True) for s, g in t.groupby('seed')}
 
 def family_adjust(summary:pd.DataFrame, p:str='p_t') -> pd.DataFrame:
-    "BY-adjusted `p` of each kind of test (study, each control) over all its rows, as `p_adjusted`."
+    "BY-adjusted `p` (and partial_`p`) of each kind of test (study, each control) over all its rows, as `p_adjusted` (`partial_p_adjusted`)."
     from upgd_nb.correlation import adjust
     out = summary.copy()
-    for kind, idx in out.groupby('kind').groups.items(): out.loc[idx, 'p_adjusted'] = adjust(out.loc[idx, p])
+    for kind, idx in out.groupby('kind').groups.items():
+        out.loc[idx, 'p_adjusted'] = adjust(out.loc[idx, p])
+        if f'partial_{p}' in out: out.loc[idx, 'partial_p_adjusted'] = adjust(out.loc[idx, f'partial_{p}'])
     return out
 
 def study(table:pd.DataFrame, methods=None, utility=PRIMARY, curvature=CURVATURE, confounds=CONFOUNDS, positive=POSITIVE,
@@ -118,7 +120,8 @@ def _with_utility(d:pd.DataFrame) -> pd.DataFrame:
 def effects(summary:pd.DataFrame) -> pd.DataFrame:
     "The study's lag-0 tests: mean ρ and interval across seeds, partial ρ, share of seeds significant, p-values."
     d = _with_utility(summary[(summary.kind == 'study') & (summary.test != 'lag')])
-    cols = ['task', 'method', 'curvature', 'utility', 'test', 'n', 'mean', 'ci_low', 'ci_high', 'partial_mean', 'seeds_significant', 'p_t', 'p_wilcoxon', 'p_adjusted']
+    cols = ['task', 'method', 'curvature', 'utility', 'test', 'n', 'mean', 'ci_low', 'ci_high', 'seeds_significant', 'p_t', 'p_wilcoxon', 'p_adjusted',
+            'partial_mean', 'partial_p_adjusted']
     return d[[c for c in cols if c in d]].sort_values(['task', 'method', 'curvature', 'utility', 'test']).reset_index(drop=True)
 
 def controls(summary:pd.DataFrame, alpha:float=0.05) -> pd.DataFrame:
@@ -128,6 +131,13 @@ def controls(summary:pd.DataFrame, alpha:float=0.05) -> pd.DataFrame:
     by = [k for k in ('kind', 'control', 'task', 'test') if k in c]
     return c.groupby(by).agg(tests=('significant', 'size'), significant=('significant', 'mean'), mean_abs_rho=('abs_rho', 'mean'),
                              seeds_significant=('seeds_significant', 'mean')).round(3)
+
+def headline(summary:pd.DataFrame, alpha:float=0.05) -> pd.DataFrame:
+    "Per task, method and view: lag-0 study tests, how many are significant after BY, how many of those keep a significant partial ρ, and effect sizes."
+    e = effects(summary).assign(sig=lambda d: d.p_adjusted < alpha)
+    e['sig_partial'] = e.sig & (e.partial_p_adjusted < alpha)
+    return e.groupby(['task', 'method', 'test']).agg(tests=('sig', 'size'), significant=('sig', 'sum'), significant_partial=('sig_partial', 'sum'),
+                                                    median_abs_rho=('mean', lambda v: v.abs().median()), max_abs_rho=('mean', lambda v: v.abs().max()))
 
 def plot_effects(summary:pd.DataFrame, curvature=CURVATURE, alpha:float=0.05):
     "Rows task × method, columns curvature measures: mean ρ ± interval per view and utility norm; filled = significant; grey = negative control."
