@@ -2,13 +2,15 @@
 #   make run    create .venv if it is missing, then execute nbs/run.ipynb with papermill on the default experiment
 #   make test   create .venv if it is missing, then run the whole test suite (ends with pytest's summary line)
 # Extra run parameters, papermill style: make run ARGS="-p task emnist_letters -p seed 3"
+# The site (_quarto.yml): make site (check, assemble _build/, quarto render there where Quarto is installed);
+#   make site-check (every page rendered with pandoc; fails on a broken link, anchor or citation)
 PY ?= python3
 VENV := .venv
 # Datasets: $UPGD_NB_DATA if set; else ../shared/data where it exists (the offline development machines); else data/.
 UPGD_NB_DATA ?= $(if $(wildcard ../shared/data/MNIST),$(abspath ../shared/data),$(CURDIR)/data)
 export UPGD_NB_DATA
 
-.PHONY: run test readme
+.PHONY: run test readme site site-check
 $(VENV)/.installed: constraints.txt settings.ini setup.py
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e ".[dev]"
@@ -22,3 +24,9 @@ test: $(VENV)/.installed
 
 readme: $(VENV)/.installed
 	$(VENV)/bin/python tests/readme.py > README.md
+
+site: $(VENV)/.installed
+	$(VENV)/bin/python -m upgd_nb.site build
+
+site-check: $(VENV)/.installed
+	$(VENV)/bin/python -m upgd_nb.site check
