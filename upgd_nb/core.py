@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 # %% auto 0
-__all__ = ['repo_root', 'data_root', 'outputs_root', 'derive_seed', 'generator', 'get_device', 'git_info', 'cpu_name', 'env_info']
+__all__ = ['GIT_AT_IMPORT', 'repo_root', 'data_root', 'outputs_root', 'derive_seed', 'generator', 'get_device', 'git_info',
+           'cpu_name', 'env_info']
 
 # %% ../nbs/00_core.ipynb
 def repo_root(start:str|Path|None=None, # where to start looking (default: current directory)
@@ -84,10 +85,13 @@ def cpu_name() -> str:
     except OSError: pass
     return platform.processor() or platform.machine()
 
+GIT_AT_IMPORT = git_info()   # the checkout when this process loaded upgd_nb: the code it runs, even if the checkout moves on
+
 def env_info(device:str|torch.device='cpu') -> dict:
-    "Git state, package versions, Python, platform and device description for a run's `config.json`."
+    "Git state of the code this process runs (and of the checkout now, when it moved on), package versions, Python, platform and device."
     d = torch.device(device)
     dev = torch.cuda.get_device_name(d) if d.type == 'cuda' else cpu_name()
-    return dict(git=git_info(), python=sys.version.split()[0], platform=platform.platform(),
+    now = git_info()
+    return dict(git=GIT_AT_IMPORT, **({'git_checkout_now': now} if now != GIT_AT_IMPORT else {}), python=sys.version.split()[0], platform=platform.platform(),
                 packages={p: _version(p) for p in _PKGS}, device=str(d), device_name=dev,
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch_cuda_build=torch.version.cuda)
