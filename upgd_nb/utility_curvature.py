@@ -93,7 +93,7 @@ def seed_frames(table:pd.DataFrame, columns) -> dict:
 def family_adjust(summary:pd.DataFrame, p:str='p_t') -> pd.DataFrame:
     "BY-adjusted `p` (and partial_`p`) of each kind of test (study, each control) over all its rows, as `p_adjusted` (`partial_p_adjusted`)."
     from upgd_nb.correlation import adjust
-    out = summary.copy()
+    out = summary.reset_index(drop=True)   # one label per row, whatever was concatenated
     for kind, idx in out.groupby('kind').groups.items():
         out.loc[idx, 'p_adjusted'] = adjust(out.loc[idx, p])
         if f'partial_{p}' in out: out.loc[idx, 'partial_p_adjusted'] = adjust(out.loc[idx, f'partial_{p}'])
