@@ -13,8 +13,8 @@ from .presets import paper_best, canonical_task
 
 # %% auto 0
 __all__ = ['STATS', 'TASKS', 'METHODS', 'CURVATURE', 'CONFOUNDS', 'OTHER', 'PRIMARY', 'POSITIVE', 'method_config',
-           'study_configs', 'method_of', 'series_table', 'curate', 'seed_frames', 'family_adjust', 'study', 'effects',
-           'controls', 'headline', 'plot_effects', 'plot_lags']
+           'study_configs', 'method_of', 'series_table', 'curate', 'seed_frames', 'family_adjust', 'study',
+           'task_clock', 'effects', 'controls', 'headline', 'plot_effects', 'plot_lags']
 
 # %% ../nbs/71_utility_curvature.ipynb
 STATS = 'plasticity:50,units:50,norms:50,utility:50,input_curvature:50,hessian:250,rank:500'
@@ -112,6 +112,32 @@ def study(table:pd.DataFrame, methods=None, utility=PRIMARY, curvature=CURVATURE
                                        n_surrogates=n_surrogates, n_boot=n_boot)
             per.append(ps.assign(method=m, curvature=c)); summ.append(sm.assign(method=m, curvature=c))
     return pd.concat(per, ignore_index=True), family_adjust(pd.concat(summ, ignore_index=True))
+
+# %% ../nbs/71_utility_curvature.ipynb
+def task_clock(table:pd.DataFrame, utility=PRIMARY, curvature=CURVATURE, views=('raw', 'diff', 'detrend'), alpha:float=0.05) -> pd.DataFrame:
+    "Per method, curvature measure, utility norm and view: mean ρ, mean ρ with the curvature series shifted by whole tasks, and their difference across seeds."
+    import numpy as np
+    from upgd_nb.correlation import spearman, transform, across_seeds, adjust
+    rows = []
+    for m, tm in table.groupby('method'):
+        for c in curvature:
+            for sd, f in seed_frames(tm, [*utility, c]).items():
+                tk = f.task.to_numpy(); n_tasks = len(set(tk)); per_task = int(f.task.value_counts().median())
+                if n_tasks < 2: continue
+                shifted = np.roll(f[c].to_numpy(float), n_tasks // 2 * per_task)
+                for u in utility:
+                    for how in views:
+                        a = transform(f[u], how, tk)
+                        rows.append(dict(method=m, curvature=c, utility=u.replace('utility/', ''), test=how, seed=sd,
+                                         rho=float(spearman(a, transform(f[c], how, tk))), rho_clock=float(spearman(a, transform(shifted, how, tk)))))
+    d = pd.DataFrame(rows).assign(excess=lambda d: d.rho - d.rho_clock)
+    out = []
+    for key, g in d.groupby(['method', 'curvature', 'utility', 'test'], sort=False):
+        s = across_seeds(g.excess)
+        out.append(dict(zip(('method', 'curvature', 'utility', 'test'), key), n=s['n'], rho=g.rho.mean(), rho_clock=g.rho_clock.mean(),
+                        excess=s['mean'], ci_low=s['ci_low'], ci_high=s['ci_high'], p_t=s['p_t'], p_wilcoxon=s['p_wilcoxon']))
+    out = pd.DataFrame(out)
+    return out.assign(p_adjusted=adjust(out.p_t), beyond_clock=lambda d: d.p_adjusted < alpha)
 
 # %% ../nbs/71_utility_curvature.ipynb
 def _with_utility(d:pd.DataFrame) -> pd.DataFrame:
