@@ -34,10 +34,6 @@ def experiments(root:str|Path|None=None) -> dict[str, int]:
 # %% ../nbs/explore.ipynb
 RUN_COLUMNS = ['run', 'task', 'method', 'seed', 'status', 'steps', 'has_series', 'accuracy']
 
-def _method(cfg:dict) -> str:
-    try: return method_of(cfg)
-    except KeyError: return cfg.get('learner', '?')   # a config.json from before `protect` existed
-
 def runs_table(exp_dir:str|Path) -> pd.DataFrame:
     "One row per run folder of `exp_dir`: run, task, method, seed, status, steps done, has_series and average online accuracy."
     rows, d = [], Path(exp_dir)
@@ -46,7 +42,7 @@ def runs_table(exp_dir:str|Path) -> pd.DataFrame:
         except (OSError, ValueError): continue   # not readable right now
         if info is None: continue
         c = info.get('config', {})
-        rows.append(dict(run=rd.name, task=c.get('task', '?'), method=_method(c), seed=c.get('seed'), status=info.get('status', '?'),
+        rows.append(dict(run=rd.name, task=c.get('task', '?'), method=method_of(c), seed=c.get('seed'), status=info.get('status', '?'),
                          steps=int(info.get('step', 0)), has_series=any((rd/'series').glob('part-*.parquet')),
                          accuracy=info.get('summary', {}).get('avg_online_accuracy')))
     return pd.DataFrame(rows, columns=RUN_COLUMNS).astype({'accuracy': float})

@@ -141,7 +141,7 @@ def confirm_sweep(spec, point:dict, seeds) -> dict:
 import json
 import pandas as pd
 from .core import outputs_root
-from .run import run_dir, read_config, load_run
+from .run import run_dir, read_config, load_run, FINAL
 from .sweep import run_sweep, summary, select, points
 
 def _py(v): return v.item() if hasattr(v, 'item') else v
@@ -200,8 +200,8 @@ def confirmation_curves(best:pd.DataFrame, study:str, task:str, preset:str='neig
         if not isinstance(r.get('point'), str): continue
         spec = method_sweep(study, task, r.method, preset, n_steps, seeds, **base)
         for c in points(confirm_sweep(spec, json.loads(r.point), confirm_seeds)):
-            if (read_config(run_dir(c)) or {}).get('status') in ('done', 'diverged'):
-                rows.append(load_run(run_dir(c)).metrics.assign(method=r.method, seed=c.seed))
+            rd = run_dir(c)
+            if (read_config(rd) or {}).get('status') in FINAL: rows.append(load_run(rd).metrics.assign(method=r.method, seed=c.seed))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 # %% ../nbs/56_presets.ipynb

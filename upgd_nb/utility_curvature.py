@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import pandas as pd
 from .core import outputs_root
-from .run import RunConfig, run_dir, read_config, load_run
+from .run import RunConfig, load_run
 from .presets import paper_best, canonical_task
 
 # %% auto 0
@@ -49,9 +49,9 @@ def _utility_columns(cols) -> list[str]:
     return [c for c in cols if c.startswith('utility/') and c.split('/')[-1].startswith('L') and (c.count('/') == 2 or '.weight/' in c)]
 
 def method_of(config:dict) -> str:
-    "The study's name for a run's method ('sgd' for UPGD with σ = 0 and no protection)."
-    if config['learner'] == 'upgd' and config['sigma'] == 0 and not config['protect']: return 'sgd'
-    return config['learner']
+    "The study's name for a run's method ('sgd' for UPGD with σ = 0 and no protection); configs written before a key existed read its default."
+    if config.get('learner') == 'upgd' and config.get('sigma') == 0 and not config.get('protect', True): return 'sgd'
+    return config.get('learner', '?')
 
 def _task_index(steps:pd.Series, metrics:pd.DataFrame) -> pd.Series:
     "The task index of each step, from the run's window table."
@@ -114,12 +114,15 @@ def study(table:pd.DataFrame, methods=None, utility=PRIMARY, curvature=CURVATURE
     return pd.concat(per, ignore_index=True), family_adjust(pd.concat(summ, ignore_index=True))
 
 # %% ../nbs/71_utility_curvature.ipynb
-def task_clock(table:pd.DataFrame, utility=PRIMARY, curvature=CURVATURE, views=('raw', 'diff', 'detrend'), alpha:float=0.05) -> pd.DataFrame:
-    "Per method, curvature measure, utility norm and view: mean ρ, mean ρ with the curvature series shifted by whole tasks, and their difference across seeds."
+def task_clock(tables:pd.DataFrame|dict, utility=PRIMARY, curvature=CURVATURE, views=('raw', 'diff', 'detrend'), alpha:float=0.05) -> pd.DataFrame:
+    "Per (task,) method, curvature measure, utility norm and view: mean ρ, mean ρ with the curvature series shifted by whole tasks, and their difference across seeds; `tables` {task: table} are one BY family."
     import numpy as np
     from upgd_nb.correlation import spearman, transform, across_seeds, adjust
+    if isinstance(tables, dict):
+        out = pd.concat([task_clock(tb, utility, curvature, views, alpha).assign(task=t) for t, tb in tables.items()], ignore_index=True)
+        return out.assign(p_adjusted=adjust(out.p_t), beyond_clock=lambda d: d.p_adjusted < alpha)
     rows = []
-    for m, tm in table.groupby('method'):
+    for m, tm in tables.groupby('method'):
         for c in curvature:
             for sd, f in seed_frames(tm, [*utility, c]).items():
                 tk = f.task.to_numpy(); n_tasks = len(set(tk)); per_task = int(f.task.value_counts().median())
@@ -176,7 +179,7 @@ def plot_effects(summary:pd.DataFrame, curvature=CURVATURE, alpha:float=0.05):
     for i, (t, m) in enumerate(rows):
         for j, c in enumerate(curvature):
             ax = axs[i, j]; ax.axhline(0, c='k', lw=0.5)
-            nn = neg[(neg.task == t) & (neg.method == m) & (neg.curvature == c)] if 'task' in neg else neg[(neg.method == m) & (neg.curvature == c)]
+            nn = neg[(neg.task == t) & (neg.method == m) & (neg.curvature == c)]
             if len(nn): ax.axhspan(np.nanmin(nn.ci_low), np.nanmax(nn.ci_high), color='0.88', lw=0)
             for k, u in enumerate(norms):
                 d = main[(main.task == t) & (main.method == m) & (main.curvature == c) & (main.utility == u)].set_index('test').reindex(views)
