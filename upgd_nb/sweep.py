@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from .core import outputs_root
-from .run import RunConfig, ConfigError, run_many, plan, launch, finished, run_dir, read_config, load_run, learner_kwargs, FINAL
+from .run import RunConfig, ConfigError, run_many, plan, finished, run_dir, read_config, load_run, learner_kwargs, FINAL
+from .launch import launch
 
 # %% auto 0
 __all__ = ['PAPER_SPACE', 'KEYS', 'SEARCHES', 'EXECUTORS', 'paper_grid', 'load_sweep', 'space_entry', 'hyperparameters', 'points',
