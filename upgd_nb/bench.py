@@ -14,10 +14,14 @@ from .core import env_info, get_device, repo_root, outputs_root
 from .data import load
 from .tasks import make_task
 from .population import Population
+from .learners import learners
+from .nets import build_net
+from .core import generator
 
 # %% auto 0
-__all__ = ['BYTES_PER_PARAM', 'RefUPGD', 'RefSGD', 'PerSampleMNIST', 'reference_loop', 'population_throughput', 'copy_bandwidth',
-           'bench_table', 'cuda_checks', 'main']
+__all__ = ['BYTES_PER_PARAM', 'KERNEL_BYTES', 'COMPARISON', 'RefUPGD', 'RefSGD', 'PerSampleMNIST', 'reference_loop',
+           'population_throughput', 'copy_bandwidth', 'bench_table', 'method_table', 'cnn_throughput', 'breakdown',
+           'cuda_checks', 'main']
 
 # %% ../nbs/48_bench.ipynb
 class RefUPGD(torch.optim.Optimizer):
@@ -63,32 +67,34 @@ class PerSampleMNIST(torch.utils.data.Dataset):
         x = torch.from_numpy(np.asarray(img, dtype=np.float32).copy())[None] / 255  # ToTensor
         return (x - 0.5) / 0.5, int(self.y[i])                                     # Normalize(0.5, 0.5)
 
-def reference_loop(learner:str='upgd', n:int=2000, warmup:int=200, device='cpu', root=None) -> float:
-    "Steps/s of input-permuted MNIST with the paper's MLP, written the reference's way (per-sample loader, Python loops, .item())."
+def reference_loop(learner:str='upgd', n:int=2000, warmup:int=200, device='cpu', root=None, hp:dict|None=None) -> float:
+    "Steps/s of input-permuted MNIST with the paper's MLP, written the reference's way (per-sample loader, Python loops, .item()); `hp`: a module learner of `40_learners` as the optimizer."
     torch.manual_seed(0); dev = torch.device(device)
     loader = iter(torch.utils.data.DataLoader(PerSampleMNIST(root), batch_size=1, shuffle=True))
     net = nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 150), nn.ReLU(), nn.Linear(150, 10)).to(dev)
-    opt = RefUPGD(net.named_parameters(), 0.01, 0.01, 0.9999, 0.1) if learner == 'upgd' else RefSGD(net.named_parameters(), 0.01)
+    if hp is not None: mod = learners[learner](net, 'ce', generator(0, 'noise', dev), **hp)
+    else: opt = RefUPGD(net.named_parameters(), 0.01, 0.01, 0.9999, 0.1) if learner == 'upgd' else RefSGD(net.named_parameters(), 0.01)
     perm, losses, accs = torch.randperm(784), [], []
     for i in range(warmup + n):
         if i == warmup: t0 = time.perf_counter()
         if i % 5000 == 0: perm = torch.randperm(784)
         x, y = next(loader); x, y = x.flatten(1)[:, perm].to(dev), y.to(dev)
+        if hp is not None: r = mod.observe(x, y); losses.append(r['loss'].item()); accs.append(r['correct'].item()); continue
         opt.zero_grad(); out = net(x); loss = F.cross_entropy(out, y); loss.backward(); opt.step()
         losses.append(loss.item()); accs.append((out.argmax(1) == y).float().item())
     return n / (time.perf_counter() - t0)
 
 # %% ../nbs/48_bench.ipynb
 def population_throughput(learner:str='upgd', S:int=1, n_steps:int=2000, device='cpu', task:str='input_permuted_mnist',
-                          n_seeds:int=8, window:int=500, root=None) -> float:
+                          n_seeds:int=8, window:int=500, root=None, hp:dict|None=None, kernel:str|None=None) -> float:
     "Learner-steps/s of a population of S `learner`s on `task` (seeds s mod n_seeds, step sizes spread), one warm-up window untimed."
     dev = torch.device(device)
     seeds = [s % n_seeds for s in range(S)]
     streams = {s: make_task(task, s, root=root, device=dev) for s in dict.fromkeys(seeds)}
     s0 = next(iter(streams.values())); window = min(window, s0.window)
-    hp = dict(sigma=0.1, beta_utility=0.9999, weight_decay=0.01) if learner == 'upgd' else {}
-    members = [dict(seed=sd, lr=0.01 * (1 + i % 4), **hp) for i, sd in enumerate(seeds)]
-    pop = Population(s0.net, s0.n_inputs, s0.n_outputs, s0.loss, learner, members, dev)
+    if hp is None: hp = dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01) if learner == 'upgd' else dict(lr=0.01)
+    members = [dict(seed=sd, **dict(hp, lr=hp['lr'] * (1 + i % 4))) for i, sd in enumerate(seeds)]
+    pop = Population(s0.net, s0.n_inputs, s0.n_outputs, s0.loss, learner, members, dev, kernel=kernel)
     idx = torch.tensor([list(streams).index(s) for s in seeds], device=dev)
     def one_window(n):
         X, Y = zip(*[st.next_window(n) for st in streams.values()])
@@ -115,23 +121,89 @@ def copy_bandwidth(device='cpu', mib:int=256, reps:int=5) -> float:
     return 2 * a.numel() * 4 * reps / (time.perf_counter() - t0)
 
 BYTES_PER_PARAM = dict(upgd=dict(G=40, rank1=28, floor=20), sgd=dict(G=20, rank1=12, floor=12))  # per parameter per learner-step
+KERNEL_BYTES = dict(compile='G', c='rank1', triton='rank1')   # which count a kernel moves
 
 def bench_table(device='cpu', sizes=(1, 8, 64, 256), learners=('sgd', 'upgd'), n_steps:int=2000, ref_steps:int=1000,
-                n_params:int=282_160, root=None, budget_s:float|None=None) -> pd.DataFrame:
-    "One row per (learner, S): learner-steps/s, the ratio to the per-step baseline, and the share of the bandwidth bound."
+                n_params:int=282_160, root=None, budget_s:float|None=None, kernels=None) -> pd.DataFrame:
+    "One row per (learner, kernel, S): learner-steps/s, the ratio to the per-step baseline, and the share of the bandwidth bound."
     bw, rows = copy_bandwidth(device), []
+    kernels = kernels or (('triton',) if torch.device(device).type == 'cuda' else ('compile', 'c'))
     for l in learners:
         ref = reference_loop(l, ref_steps, device=device, root=root)
-        for S in sizes:
+        for k, S in [(k, S) for k in kernels for S in sizes]:
             t0 = time.perf_counter()
-            try: r = population_throughput(l, S, n_steps, device, root=root)
-            except torch.OutOfMemoryError: rows.append(dict(learner=l, S=S, note='out of memory')); continue
-            b = BYTES_PER_PARAM[l]; impl, floor = b['rank1' if torch.device(device).type == 'cuda' else 'G'] * n_params, b['floor'] * n_params
-            rows.append(dict(learner=l, S=S, learner_steps_per_s=round(r), reference_steps_per_s=round(ref, 1), ratio=round(r / ref, 1),
+            try: r = population_throughput(l, S, n_steps, device, root=root, kernel=k)
+            except torch.OutOfMemoryError: rows.append(dict(learner=l, kernel=k, S=S, note='out of memory')); continue
+            b = BYTES_PER_PARAM[l]; impl, floor = b[KERNEL_BYTES[k]] * n_params, b['floor'] * n_params
+            rows.append(dict(learner=l, kernel=k, S=S, learner_steps_per_s=round(r), reference_steps_per_s=round(ref, 1), ratio=round(r / ref, 1),
                              bound_impl=round(bw / impl), share_of_impl_bound=round(r * impl / bw, 3),
                              bound_floor=round(bw / floor), share_of_floor_bound=round(r * floor / bw, 3)))
             if budget_s and time.perf_counter() - t0 > budget_s: break  # larger S would only take longer
     return pd.DataFrame(rows).assign(device=str(device), bandwidth_GBps=round(bw / 1e9, 1))
+
+# %% ../nbs/48_bench.ipynb
+COMPARISON = dict(sgdw=('sgd', dict(lr=0.01, weight_decay=0.001)), pgd=('pgd', dict(lr=0.01, sigma=0.1)),
+                  shrink_and_perturb=('shrink_and_perturb', dict(lr=0.01, sigma=0.1, weight_decay=0.01)), adamw=('adamw', dict(lr=1e-3)),
+                  upgd=('upgd', dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01)),
+                  nupgd=('upgd', dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01, protect=False)),
+                  s_ewc=('s_ewc', dict(lr=0.01, kappa=0.01)),
+                  upgd_local=('upgd', dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01, scope='local')),
+                  upgd_input_aware=('upgd_input_aware', dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01)))
+
+def method_table(device='cpu', sizes=(1, 2, 4, 8), methods=tuple(COMPARISON), n_steps:int=2000, ref_steps:int=1000, root=None) -> pd.DataFrame:
+    "One row per method: the best population rate over `sizes`, its S, the method's per-step baseline and their ratio."
+    rows = []
+    for m in methods:
+        learner, hp = COMPARISON[m]
+        ref = reference_loop(learner, ref_steps, device=device, root=root, hp=hp)
+        try: rates = {S: population_throughput(learner, S, n_steps, device, root=root, hp=hp) for S in sizes}
+        except ValueError as e: rows.append(dict(method=m, baseline_steps_per_s=round(ref, 1), note=str(e)[:80])); continue
+        S = max(rates, key=rates.get)
+        rows.append(dict(method=m, best_S=S, learner_steps_per_s=round(rates[S]), baseline_steps_per_s=round(ref, 1), ratio=round(rates[S] / ref, 1),
+                         **{f'S={k}': round(v) for k, v in rates.items()}))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/48_bench.ipynb
+def cnn_throughput(learner:str='sgd', hp:dict|None=None, sizes=(1, 4, 8, 16), n_steps:int=400, device='cpu') -> pd.DataFrame:
+    "Learner-steps/s of the CNN: the module learner one sample at a time, and populations of each size in `sizes`."
+    hp, dev = hp or dict(lr=0.01), torch.device(device)
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(n_steps, 3, 32, 32, generator=g).to(dev), torch.randint(0, 10, (n_steps,), generator=g).to(dev)
+    net = build_net(dict(kind='cnn'), (3, 32, 32), 10, generator(0, 'init')).to(dev); l = learners[learner](net, 'ce', generator(0, 'noise', dev), **hp)
+    for j in range(20): l.observe(X[j:j + 1], Y[j:j + 1])
+    t0 = time.perf_counter()
+    for j in range(n_steps): l.observe(X[j:j + 1], Y[j:j + 1])
+    rows = [dict(engine='module', S=1, learner_steps_per_s=round(n_steps / (time.perf_counter() - t0)))]
+    for S in sizes:
+        pop = Population(dict(kind='cnn'), (3, 32, 32), 10, 'ce', learner, [dict(seed=s, **hp) for s in range(S)], dev)
+        Xs, Ys = X[None].expand(S, *X.shape), Y[None].expand(S, -1)
+        pop.advance(Xs[:, :20], Ys[:, :20], torch.arange(S, device=dev))
+        t0 = time.perf_counter(); pop.advance(Xs, Ys, torch.arange(S, device=dev))
+        rows.append(dict(engine='population', S=S, learner_steps_per_s=round(S * n_steps / (time.perf_counter() - t0))))
+    df = pd.DataFrame(rows)
+    return df.assign(ratio_to_module=(df.learner_steps_per_s / df.learner_steps_per_s[0]).round(2))
+
+# %% ../nbs/48_bench.ipynb
+def breakdown(S:int=1, n:int=1000, hp:dict|None=None, hidden=(300, 150), n_in:int=784) -> dict:
+    "Microseconds per learner-step of each part of a UPGD population step on the CPU, and the bound."
+    from upgd_nb import ckernel
+    hp = hp or dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01)
+    pop = Population(dict(kind='mlp', hidden=hidden, act='relu'), n_in, 10, 'ce', 'upgd', [dict(seed=s, **hp) for s in range(S)])
+    x, y = torch.randn(S, n_in), torch.randint(0, 10, (S,))
+    X, Y = torch.randn(S, n, n_in), torch.randint(0, 10, (S, n))
+    def tm(f, k=n):
+        f(); t0 = time.perf_counter()
+        for _ in range(k): f()
+        return (time.perf_counter() - t0) / k * 1e6 / S
+    P = pop.theta.shape[1]
+    pop.advance(X[:, :50], Y[:, :50], torch.arange(S))
+    t0 = time.perf_counter(); pop.advance(X, Y, torch.arange(S)); whole = (time.perf_counter() - t0) / n * 1e6 / S
+    step, observe = tm(pop.step_), tm(lambda: pop.observe(x, y))
+    noise = tm(lambda: ckernel.c_noise(pop.keys, 5, P, pop._z)) if pop.kernel == 'c' else float('nan')
+    bw = copy_bandwidth('cpu', mib=64)
+    return dict(kernel=pop.kernel, S=S, threads=torch.get_num_threads(), whole_step_us=round(whole, 1), forward_backward_us=round(observe - step, 1),
+                noise_us=round(noise, 1), trace_and_update_us=round(step - noise, 1), rest_us=round(whole - observe, 1),
+                bound_us=round(24 * P / bw * 1e6 + noise, 1), bandwidth_GBps=round(bw / 1e9, 1))
 
 # %% ../nbs/48_bench.ipynb
 def cuda_checks(root=None, out_root=None):
@@ -192,6 +264,7 @@ def main(argv=None):
     ap.add_argument('--ref-steps', type=int, default=1000); ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--out', default=None); ap.add_argument('--budget-s', type=float, default=None)
     ap.add_argument('--check', action='store_true', help='run cuda_checks first')
+    ap.add_argument('--methods', action='store_true', help='also time every method of the comparison (method_table), the CNN and the breakdown')
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.check: cuda_checks()
@@ -204,6 +277,11 @@ def main(argv=None):
     (out/f'{name}.json').write_text(json.dumps(dict(table=t.to_dict('records'), command='python -m upgd_nb.bench ' + ' '.join(argv or []),
                                                     env=env_info(dev), threads=a.threads), indent=1, default=str))
     print(t.to_string(index=False))
+    if a.methods:
+        extra = dict(methods=method_table(dev, root=None), cnn=cnn_throughput(device=dev),
+                     breakdown=pd.DataFrame([breakdown(S) for S in (1, 2, 4)] if dev.type == 'cpu' else []))
+        for k, v in extra.items():
+            v.to_csv(out/f'{name}-{k}.csv', index=False); print(f'\n{k}:'); print(v.to_string(index=False))
     return t
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()  # python -m upgd_nb.bench (not inside a notebook)

@@ -5,7 +5,7 @@
 # %% ../nbs/50_config.ipynb 2
 from __future__ import annotations
 import difflib, hashlib, json, re
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 from .core import outputs_root, get_device
 from .tasks import tasks, ALIASES
@@ -13,7 +13,7 @@ from .nets import ACTS
 from .learners import learners, learner_params
 from .optim import GATINGS, LAMBDA_MAPPINGS
 from .measure import parse_stats, STAT_GROUPS
-from .population import flat_unsupported
+from .population import flat_unsupported, fused
 
 # %% auto 0
 __all__ = ['IDENTITY', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id', 'run_dir', 'net_kind',
@@ -86,7 +86,7 @@ class RunConfig:
     stats_series: bool = P(False, 'also keep every measurement, by step, in series/ (parquet parts)', 'stats')
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
-    engine: str = P('auto', "'flat' (populations over flat buffers: sgd, pgd, shrink_and_perturb, global upgd on MLPs), 'module' (every learner, statistics), 'auto' (flat where it applies)", 'engine', ('auto', 'flat', 'module'))
+    engine: str = P('auto', "'flat' (populations over flat buffers: every learner but cbp, redo, the curvature-gated ones, second-order and feature-wise upgd; MLPs and the CNN; no statistics), 'module' (every learner, statistics), 'auto' (flat where it applies, unless a finished module-engine run of the config exists)", 'engine', ('auto', 'flat', 'module'))
     threads: int = P(1, 'torch CPU threads (1 is fastest for the module engine at batch size 1; the flat engine gains from 2; bit-identical results need the same count)')
     data_root: str = P('', "'' = $UPGD_NB_DATA, else data/ in the repository")
     verify_data: bool = P(True, 'check the data files: official checksums, sample counts and label range')
@@ -226,6 +226,20 @@ def flat_reason(c:RunConfig) -> str|None:
     "Why the flat engine cannot run `c` (None: it can)."
     return flat_unsupported(c.learner, learner_kwargs(c), dict(kind=net_kind(c)), c.stats)
 
+def _was_flat(c:RunConfig) -> bool:
+    "Whether `auto` ran `c` on the flat engine before it covered every rule (the fused learners on MLPs, no statistics)."
+    return fused(c.learner, learner_kwargs(c)) and net_kind(c) == 'mlp' and not c.stats
+
+def _finished_module_run(c:RunConfig) -> bool:
+    "Whether a finished module-engine run of `c` is on disk (and `if_exists` keeps it)."
+    if c.if_exists == 'overwrite': return False
+    p = outputs_root(c.out_root or None)/c.experiment/run_id(replace(c, engine='module'))/'config.json'
+    try: return json.loads(p.read_text()).get('status') in ('done', 'diverged')
+    except (OSError, ValueError): return False
+
 def engine_of(c:RunConfig) -> str:
     "'flat' or 'module': the engine that runs `c`."
-    return 'module' if c.engine == 'module' or (c.engine == 'auto' and flat_reason(c)) else 'flat'
+    if c.engine != 'auto': return c.engine
+    if flat_reason(c) or (not _was_flat(c) and _finished_module_run(c)): return 'module'
+    return 'flat'
+

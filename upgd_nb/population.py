@@ -10,30 +10,36 @@ import torch.nn.functional as F
 from .core import derive_seed, generator
 from .nets import build_net
 from .learners import learners
-from .kernels import step_constants, cpu_step, fused_step_, noise_key, rank1_meta, rank1_step_
+from .kernels import step_constants, cpu_step, fused_step_, noise_key, rank1_meta, rank1_step_, counter_normal
+from .rules import rule, rule_state, rule_unsupported, columns, canonical, layout
+from .curvature import LOSSES
+from . import ckernel
 
 # %% auto 0
-__all__ = ['FLAT_LEARNERS', 'SHARED', 'learner_defaults', 'flat_unsupported', 'Population', 'population_bytes', 'free_bytes',
-           'max_population']
+__all__ = ['FLAT_LEARNERS', 'SHARED', 'learner_defaults', 'fused', 'flat_unsupported', 'Population', 'population_bytes',
+           'free_bytes', 'max_population']
 
 # %% ../nbs/47_population.ipynb
-FLAT_LEARNERS = ('sgd', 'pgd', 'shrink_and_perturb', 'upgd')
-SHARED = ('protect', 'eta')  # switches that select the kernel: equal across a population
+FLAT_LEARNERS = ('sgd', 'pgd', 'shrink_and_perturb', 'upgd')   # the fused kernels of 46_kernels
+SHARED = ('protect', 'eta', 'scope', 'gated_layers')  # switches that select the code path: equal across a population
 
 def learner_defaults(name:str) -> dict:
     "The hyperparameters of learner `name` with their default values."
     return {k: p.default for k, p in inspect.signature(learners[name]).parameters.items() if k not in ('net', 'loss', 'gen')}
 
+def fused(learner:str, kw:dict) -> bool:
+    "Whether `learner` with hyperparameters `kw` runs on the fused kernels (else on its rule of `upgd_nb.rules`)."
+    if learner not in FLAT_LEARNERS: return False
+    return learner != 'upgd' or all(kw.get(k, v) == v for k, v in dict(scope='global', order=1, features=False, gated_layers='all').items())
+
 def flat_unsupported(learner:str, kw:dict, spec:dict, stats:str='') -> str|None:
     "Why the flat engine cannot run this learner (`kw` its hyperparameters) on net `spec`; None if it can."
-    if learner not in FLAT_LEARNERS: return f'learner {learner!r} (the flat engine runs {", ".join(FLAT_LEARNERS)})'
-    if spec.get('kind') != 'mlp' or spec.get('gates'): return f"net {spec.get('kind')!r} (the flat engine runs MLPs without gates)"
+    kw = {**learner_defaults(learner), **kw} if learner in learners else kw
+    if not fused(learner, kw) and (why := rule_unsupported(learner, kw)): return why
+    if spec.get('kind') not in ('mlp', 'cnn') or spec.get('gates'): return f"net {spec.get('kind')!r} (the flat engine runs MLPs without gates and the CNN)"
     if stats: return 'the statistics schedule (stats)'
-    kw = {**learner_defaults(learner), **kw}
-    if learner == 'upgd':
-        for k, v in dict(scope='global', order=1, features=False, gated_layers='all').items():
-            if kw[k] != v: return f'upgd with {k}={kw[k]!r} (the flat engine runs {k}={v!r})'
     return None
+
 
 # %% ../nbs/47_population.ipynb
 _ACT = dict(relu=torch.relu, tanh=torch.tanh, leaky_relu=F.leaky_relu, identity=lambda z: z)
@@ -42,43 +48,57 @@ _DACT = dict(relu=lambda a: (a > 0).to(a.dtype), tanh=lambda a: 1 - a * a,
 
 # %% ../nbs/47_population.ipynb
 class Population:
-    "S learners of one `learner` kind on one MLP `spec`, each `members[s]` a dict of its seed and hyperparameters, in lockstep."
-    def __init__(self, spec:dict, n_in:int, n_out:int, loss:str, learner:str, members:list[dict], device='cpu',
-                 compiled:bool=True, # the CPU step torch.compile'd (False: the eager torch reference)
-                 graphs:bool=True, # on CUDA, replay each step as a CUDA graph
-                 rank1:bool|None=None): # the rank-one Triton kernels (G never stored); None: on CUDA
+    "S learners of one `learner` kind on one net `spec`, each `members[s]` a dict of its seed and hyperparameters, in lockstep."
+    def __init__(self, spec:dict, n_in, n_out:int, loss:str, learner:str, members:list[dict], device='cpu',
+                 compiled:bool=True, # the fused CPU step torch.compile'd (False: the eager torch reference)
+                 graphs:bool=True, # on CUDA, replay each step as a CUDA graph (fused MLP path)
+                 rank1:bool|None=None, # the rank-one Triton kernels (G never stored); None: on CUDA (fused MLP path)
+                 kernel:str|None=None): # the fused step: 'c' (CPU, `upgd_nb.ckernel`), 'compile' (CPU, `cpu_step`), 'triton'; None: the best that runs here
         if loss not in ('ce', 'mse'): raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
         if not members: raise ValueError('a population needs at least one member')
         kws = [{**learner_defaults(learner), **{k: v for k, v in m.items() if k != 'seed'}} for m in members]
         why = flat_unsupported(learner, kws[0], spec)
         if why: raise ValueError(f'the flat engine cannot run {why}')
         for k in SHARED:
-            if learner == 'upgd' and len({kw[k] for kw in kws}) > 1: raise ValueError(f'{k} must be the same for every member of a population')
+            if len({kw.get(k) for kw in kws}) > 1: raise ValueError(f'{k} must be the same for every member of a population')
         self.spec, self.loss, self.learner, self.members, self.compiled = dict(spec), loss, learner, members, compiled
-        self.device = torch.device(device); self.graphs = graphs and self.device.type == 'cuda'
+        self.device = torch.device(device); self.fused = fused(learner, kws[0]); self.mlp = spec['kind'] == 'mlp'
         nets = [build_net(spec, n_in, n_out, generator(m['seed'], 'init')) for m in members]
         self.shapes = [tuple(p.shape) for p in nets[0].parameters()]
         self.theta = torch.stack([torch.cat([p.detach().flatten() for p in n.parameters()]) for n in nets]).to(self.device)
-        self.rank1 = self.device.type == 'cuda' if rank1 is None else rank1
+        self.graphs = graphs and self.device.type == 'cuda' and self.fused and self.mlp
+        cuda, fast = self.device.type == 'cuda', self.fused and self.mlp
+        if kernel is None: kernel = 'triton' if cuda or rank1 else 'c' if compiled and rank1 is None and fast and ckernel.lib() else 'compile'
+        if kernel not in ('c', 'compile', 'triton'): raise ValueError(f"kernel must be 'c', 'compile' or 'triton', got {kernel!r}")
+        if kernel == 'c' and (cuda or not fast): raise ValueError('the C kernel runs the fused learners on an MLP on the CPU')
+        self.kernel = kernel
+        self.rank1 = fast and (kernel == 'c' or (kernel == 'triton' and (cuda if rank1 is None else rank1)))
         self.grad = None if self.rank1 else torch.zeros_like(self.theta)
-        self.act, self.n_out, self.upgd = spec.get('act', 'relu'), n_out, learner == 'upgd'
+        self.act, self.n_out, self.upgd = spec.get('act', 'relu'), n_out, learner == 'upgd' and self.fused
         col = lambda k, d=0.: [kw.get(k, d) for kw in kws]
-        if self.upgd:
+        self.U, self.st, self.rule = None, {}, None
+        if not self.fused:
+            self.rule = rule(learner, kws[0]); self.st = rule_state(self.rule, self.theta)
+            self.hp = columns([canonical(learner, kw) for kw in kws], self.rule['cols'], self.device)
+            self.lay = layout(nets[0], kws[0].get('gated_layers', 'all'), self.device) if self.rule.get('layout') else None
+        elif self.upgd:
             self.hp = step_constants(col('lr'), col('weight_decay'), col('sigma'), col('beta_utility'), [e or 0. for e in col('eta_min')],
                                      col('step_factor'), col('ubar_min'), col('ubar_max'), device=self.device)
             self.beta64 = torch.tensor(col('beta_utility'), dtype=torch.float64, device=self.device)[:, None]
             self.U, self.protect, self.eta = torch.zeros_like(self.theta), kws[0]['protect'], kws[0]['eta']
-        else: self.hp, self.U, self.protect, self.eta = step_constants(col('lr'), col('weight_decay'), col('sigma'), device=self.device), None, True, 'raw'
-        self.keys = (torch.tensor([noise_key(derive_seed(m['seed'], 'noise')) for m in members], device=self.device)
-                     if any(s > 0 for s in col('sigma')) else None)
+        else: self.hp, self.protect, self.eta = step_constants(col('lr'), col('weight_decay'), col('sigma'), device=self.device), True, 'raw'
+        noisy = (self.fused or self.rule['noise']) and any(s > 0 for s in col('sigma'))
+        self.keys = torch.tensor([noise_key(derive_seed(m['seed'], 'noise')) for m in members], device=self.device) if noisy else None
         self.t = torch.zeros((), dtype=torch.int64, device=self.device)
         self._W, self._G = self._views(self.theta), None if self.rank1 else self._views(self.grad)
+        if not self.mlp: self._func_setup(nets[0].to(self.device))
         if self.rank1:  # δ of every layer in D, the inputs of every layer in A (its last column 1, the bias's input)
             self.meta, self.n_blocks, nd, na = rank1_meta(self.shapes, device=self.device)
             self.D, self.A = torch.zeros(self.size, nd, device=self.device), torch.ones(self.size, na, device=self.device)
             outs, ins = [s[0] for s in self.shapes[::2]], [s[1] for s in self.shapes[::2]]
             self._Dv = [self.D[:, o:o + n] for o, n in zip(itertools.accumulate([0] + outs), outs)]
             self._Av = [self.A[:, o:o + n] for o, n in zip(itertools.accumulate([0] + ins), ins)]
+        if kernel == 'c': self.rows, self._z = ckernel.row_table(self.shapes), torch.empty_like(self.theta) if self.keys is not None else None
         self._graph = None
 
     def _views(self, buf) -> list[torch.Tensor]:
@@ -89,12 +109,18 @@ class Population:
 
     @property
     def size(self) -> int: return self.theta.shape[0]
-    def __repr__(self): return f'Population({self.learner}, S={self.size}, P={self.theta.shape[1]}, device={self.device.type})'
+    def __repr__(self):
+        path = 'fused' if self.fused else 'rule'
+        return f'Population({self.learner}, S={self.size}, P={self.theta.shape[1]}, {self.spec["kind"]}, {path}, device={self.device.type})'
+
 
 # %% ../nbs/47_population.ipynb
 class Population(Population):
     def observe(self, x:torch.Tensor, y:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Learner s predicts `x[s]`, is scored against `y[s]`, then steps: (loss [S], correct [S]; NaN for 'mse')."
+        if not self.mlp:
+            loss, correct = self._func_observe(x, y); self.step_()
+            return loss, correct
         W, G, L = self._W, self._G, len(self._W) // 2
         h = [x]
         for l in range(L):
@@ -116,15 +142,41 @@ class Population(Population):
         return loss.detach(), correct
 
     def step_(self):
-        "The optimizer step on (θ, G, U): t ← t + 1, then `fused_step_` with UPGD's bias correction 1 − β_u^t (float64)."
+        "The optimizer step on (θ, G, state): t ← t + 1, then the learner's rule, or `fused_step_` with UPGD's bias correction 1 − β_u^t (float64)."
         self.t.add_(1)
+        if not self.fused:
+            t = int(self.t); z = None if self.keys is None else counter_normal(self.keys, t, self.theta.shape[1])
+            args = (self.theta, self.grad, self.st, self.hp, t, z) + ((self.lay,) if self.lay is not None else ())
+            self.theta = self.rule['step'](*args); self._W = self._views(self.theta)
+            return
         bc = (1 - self.beta64 ** self.t).float() if self.upgd else None
-        if self.rank1: rank1_step_(self.theta, self.D, self.A, self.meta, self.n_blocks, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
+        if self.kernel == 'c': ckernel.c_step_(self.theta, self.D, self.A, self.rows, self.hp, self.keys, int(self.t), self.U, bc, self.protect, self.eta, self._z)
+        elif self.rank1: rank1_step_(self.theta, self.D, self.A, self.meta, self.n_blocks, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
         elif self.theta.is_cuda: fused_step_(self.theta, self.grad, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
         else:  # the compiled step returns new buffers: take them (and refresh the views) instead of copying back
             self.theta, U = cpu_step(self.theta, self.grad, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta, self.compiled)
             if self.upgd: self.U = U
             self._W = self._views(self.theta)
+
+# %% ../nbs/47_population.ipynb
+class Population(Population):
+    def _func_setup(self, net):
+        "The batched gradient of any net: vmap over members of grad_and_value of the loss of one sample."
+        from torch.func import functional_call, vmap, grad_and_value
+        names, sizes, lossf = [n for n, _ in net.named_parameters()], [math.prod(s) for s in self.shapes], LOSSES[self.loss]
+        def f(th, x, y):
+            ps = {n: t.view(shp) for n, t, shp in zip(names, th.split(sizes), self.shapes)}
+            out = functional_call(net, ps, (x.unsqueeze(0),))
+            return lossf(out, y.reshape(1, *y.shape) if self.loss == 'ce' else y.reshape(out.shape)), out.squeeze(0)
+        self._gv = vmap(grad_and_value(f, has_aux=True))
+
+    def _func_observe(self, x, y):
+        "Loss, correctness and G of every member on its sample (any net)."
+        g, (loss, out) = self._gv(self.theta, x, y)
+        self.grad = g; self._G = None
+        correct = (out.argmax(-1) == y).to(out.dtype) if self.loss == 'ce' else torch.full_like(loss, float('nan'))
+        return loss.detach(), correct
+
 
 # %% ../nbs/47_population.ipynb
 class Population(Population):
@@ -168,19 +220,24 @@ class Population(Population):
 # %% ../nbs/47_population.ipynb
 class Population(Population):
     def member_state(self, s:int) -> dict:
-        "Member s's state: its parameters, utility trace (UPGD) and the step count."
-        return dict(engine='flat', theta=self.theta[s].cpu().clone(), U=None if self.U is None else self.U[s].cpu().clone(), t=int(self.t))
+        "Member s's state: its parameters, utility trace (fused UPGD), its rule's buffers and the step count."
+        return dict(engine='flat', theta=self.theta[s].cpu().clone(), U=None if self.U is None else self.U[s].cpu().clone(), t=int(self.t),
+                    state={k: v[s].cpu().clone() for k, v in self.st.items()})
 
     def load_member(self, s:int, sd:dict):
         "Set member s to the state `sd` of `member_state`; every member must be at the same step."
         if sd.get('engine') != 'flat': raise ValueError('this checkpoint was written by the module engine, not the flat one')
         if s and sd['t'] != int(self.t): raise ValueError(f"member {s} is at step {sd['t']}, the population at {int(self.t)}")
+        if set(sd.get('state', {})) != set(self.st): raise ValueError(f"member {s}'s checkpoint holds {sorted(sd.get('state', {}))}, this learner keeps {sorted(self.st)}")
         self.theta[s] = sd['theta'].to(self.device); self.t.fill_(sd['t'])
         if self.U is not None: self.U[s] = sd['U'].to(self.device)
+        for k, v in sd.get('state', {}).items(): self.st[k][s] = v.to(self.device)
+
 
 # %% ../nbs/47_population.ipynb
 def population_bytes(S:int, n_params:int, upgd:bool, n_streams:int, window:int, n_in:int, hidden=(300, 150)) -> int:
     "Bytes a population of S members holds: buffers per member plus one window of samples per stream (twice: a CUDA graph's copy)."
+    n_in = math.prod(n_in) if isinstance(n_in, (tuple, list)) else n_in   # an image's values (the CNN)
     per = 4 * n_params * ((3 if upgd else 2) + 2) + 4 * 4 * (n_in + sum(hidden) + 10)
     return S * per + 2 * n_streams * window * (4 * n_in + 8)
 
