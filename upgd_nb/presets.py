@@ -142,6 +142,7 @@ import json
 import pandas as pd
 from .core import outputs_root
 from .run import run_dir, read_config, load_run, FINAL
+from .store import write_parquet
 from .sweep import run_sweep, summary, select, points
 
 def _py(v): return v.item() if hasattr(v, 'item') else v
@@ -179,7 +180,7 @@ def best_settings(study:str, task:str, methods=tuple(METHODS), preset:str='neigh
     for m in methods: points(method_sweep(study, task, m, preset, n_steps, seeds, **base))   # and every point valid
     df = pd.DataFrame([_method_row(study, task, m, preset, n_steps, seeds, confirm_seeds, run, executor, max_size, base) for m in methods])
     out = outputs_root(base.get('out_root') or None)/study; out.mkdir(parents=True, exist_ok=True)
-    if run: df.to_parquet(out/'best.parquet')
+    if run: write_parquet(out/'best.parquet', df)
     return df
 
 def sensitivity(study:str, task:str, methods=tuple(METHODS), preset:str='neighbourhood', n_steps:int=1_000_000,

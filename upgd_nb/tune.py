@@ -12,7 +12,8 @@ from .run import RunConfig, ConfigError, run_many, run_dir, load_run, read_confi
 from .sweep import load_sweep, hyperparameters, select, space_entry, run_row
 
 # %% auto 0
-__all__ = ['storage_url', 'rungs', 'study_of', 'value_at', 'validate', 'tune', 'trials_table', 'trial_points', 'pruning_check']
+__all__ = ['storage_url', 'rungs', 'StudyDamaged', 'check_storage', 'study_of', 'value_at', 'validate', 'tune', 'trials_table',
+           'trial_points', 'pruning_check']
 
 # %% ../nbs/57_tune.ipynb
 def _db(d:dict) -> Path: return outputs_root(d['base'].get('out_root') or None)/d['name']/'study.db'
@@ -40,11 +41,28 @@ def _distributions(space:dict) -> dict:
     def one(kind, v): return CategoricalDistribution(v) if kind == 'choice' else FloatDistribution(*v, log=kind == 'log')
     return {k: one(*space_entry(k, v)) for k, v in space.items()}
 
+# %% ../nbs/57_tune.ipynb
+class StudyDamaged(RuntimeError):
+    "The study's SQLite file cannot be read."
+
+def check_storage(url:str):
+    "For a SQLite storage whose file exists: `StudyDamaged` naming the file unless SQLite's `quick_check` passes."
+    import sqlite3
+    from contextlib import closing
+    if not url.startswith('sqlite:///') or not (db := Path(url[len('sqlite:///'):])).exists(): return
+    try:
+        with closing(sqlite3.connect(f'{db.resolve().as_uri()}?mode=ro', uri=True)) as con: ok = con.execute('PRAGMA quick_check').fetchone()[0]
+    except sqlite3.DatabaseError as e: ok = str(e)
+    if ok != 'ok': raise StudyDamaged(f"{db} is damaged ({ok}): the study's trials cannot be read. The runs it launched are intact in their folders: "
+                                     f"restore {db.name} from a copy, or move it aside and run again to start a new study (the runs it asks for again are loaded, not recomputed)")
+
+# %% ../nbs/57_tune.ipynb
 def study_of(spec):
     "The sweep's Optuna study (created or loaded), with TPE seeded by sampler_seed + trials so far, and its pruner."
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     d = load_sweep(spec)
+    check_storage(storage_url(d))
     if not d['storage']: _db(d).parent.mkdir(parents=True, exist_ok=True)
     r = rungs(d)
     pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=r[0], reduction_factor=int(d['prune'].get('reduction_factor', 3)))
@@ -55,6 +73,7 @@ def study_of(spec):
 
 def _exists(name:str, url:str) -> bool:
     import optuna
+    check_storage(url)
     return name in [s.study_name for s in optuna.get_all_study_summaries(url)]
 
 # %% ../nbs/57_tune.ipynb

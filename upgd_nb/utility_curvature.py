@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from .core import outputs_root
 from .run import RunConfig, load_run
+from .store import write_parquet, atomic_write
 from .presets import paper_best, canonical_task
 
 # %% auto 0
@@ -76,8 +77,8 @@ def curate(task:str, dest:str|Path, experiment:str='utility-curvature', out_root
     "Write `series_table(task)` to dest/<task>.parquet and the runs' config.json contents to dest/<task>.runs.json."
     t, infos = series_table(task, experiment, out_root)
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    t.to_parquet(dest/f'{canonical_task(task)}.parquet', index=False)
-    (dest/f'{canonical_task(task)}.runs.json').write_text(json.dumps(infos, indent=1, default=str))
+    write_parquet(dest/f'{canonical_task(task)}.parquet', t, index=False)
+    atomic_write(dest/f'{canonical_task(task)}.runs.json', json.dumps(infos, indent=1, default=str).encode())
     return dest/f'{canonical_task(task)}.parquet'
 
 # %% ../nbs/71_utility_curvature.ipynb
