@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 # %% auto 0
-__all__ = ['SOURCE', 'FLAGS', 'LIBS', 'lib', 'row_table', 'c_noise', 'c_step_']
+__all__ = ['SOURCE', 'FLAGS', 'LIBS', 'lib', 'row_table', 'c_noise', 'c_step_', 'prepare']
 
 # %% ../nbs/46b_ckernel.ipynb
 SOURCE = r"""
@@ -22,15 +22,27 @@ static inline uint64_t mix(uint64_t h) {
     h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
     return h ^ (h >> 31);
 }
+/* cos and sin of 2π u for u in (0, 1): quadrant q = round(4u), x = 2π(u − q/4) in [−π/4, π/4], Taylor polynomials
+   (errors below 4e-9), then rotated by q quarter turns. Branch-free, so the loop vectorises. */
+static inline void sincos2pi(float u, float *c, float *s) {
+    float q = rintf(4.f * u), x = (u - 0.25f * q) * 6.283185307179586f, x2 = x * x;
+    float sx = x * (1.f + x2 * (-1.f/6 + x2 * (1.f/120 + x2 * (-1.f/5040 + x2 * (1.f/362880)))));
+    float cx = 1.f + x2 * (-0.5f + x2 * (1.f/24 + x2 * (-1.f/720 + x2 * (1.f/40320 + x2 * (-1.f/3628800)))));
+    int qi = (int)q & 3;
+    float cs = qi == 0 ? cx : qi == 1 ? -sx : qi == 2 ? -cx : sx;
+    float sn = qi == 0 ? sx : qi == 1 ? cx : qi == 2 ? -sx : -cx;
+    *c = cs; *s = sn;
+}
 /* counter_normal of 46_kernels: elements k and H + k of learner s at step t are the Box-Muller pair of SplitMix64(key_s + (t 2^32 + k + 1) gamma) */
 static void pairs(uint64_t key, uint64_t base, int64_t k0, int64_t k1, float *zc, float *zs) {
     #pragma omp simd
     for (int64_t k = k0; k < k1; k++) {
         uint64_t h = mix(key + (base + (uint64_t)k) * 0x9E3779B97F4A7C15ULL);
         float u1 = ((float)(int32_t)(h >> 40) + 0.5f) * 5.9604644775390625e-08f;
-        float th = 6.283185307179586f * (((float)(int32_t)((h >> 8) & 0xFFFFFF) + 0.5f) * 5.9604644775390625e-08f);
-        float r = sqrtf(-2.f * logf(u1));
-        zc[k - k0] = r * cosf(th); zs[k - k0] = r * cosf(th - 1.5707963267948966f);  /* sin as a shifted cos: a vector cos, no scalar sincos */
+        float u2 = ((float)(int32_t)((h >> 8) & 0xFFFFFF) + 0.5f) * 5.9604644775390625e-08f;   /* θ = 2π u2 */
+        float r = sqrtf(-2.f * logf(u1)), c, sn;
+        sincos2pi(u2, &c, &sn);
+        zc[k - k0] = r * c; zs[k - k0] = r * sn;
     }
 }
 void set_threads(int n) { omp_set_num_threads(n); }
@@ -70,10 +82,30 @@ void trace(int64_t S, int64_t P, int64_t R, const int64_t *rows, float *TH, floa
     }
     for (int64_t s = 0; s < S; s++) { float m = -INFINITY; for (int i = 0; i < nt; i++) if (loc[i * S + s] > m) m = loc[i * S + s]; MX[s] = m; }
 }
-/* pass 2: theta <- theta*decay - alpha*step; upgd: gate = 1 - clamp(sigmoid(U*inv)); protect: (g + sigma z) gate, else g + sigma z gate */
+/* pass 2: theta <- theta*decay - alpha*step; upgd: gate = 1 - clamp(sigmoid(U*inv)); protect: (g + sigma z) gate, else g + sigma z gate.
+   One loop body per case (weight row or bias block; UPGD, noise, protect), specialised by the compiler from constant flags. */
+static inline __attribute__((always_inline)) void upd(int64_t n, float *th, const float *u, const float *z, float di, const float *v, int w,
+        float dec, float al, float sg, float iv, float lo, float hi, const int upgd, const int noisy, const int protect) {
+    #pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        float g = w ? di * v[j] : v[j];
+        float xi = noisy ? sg * z[j] : 0.f, step;
+        if (upgd) {
+            float ub = 1.f / (1.f + expf(-(u[j] * iv)));
+            ub = ub < lo ? lo : (ub > hi ? hi : ub);
+            float gate = 1.f - ub;
+            step = protect ? (g + xi) * gate : g + xi * gate;
+        } else step = g + xi;
+        th[j] = th[j] * dec - al * step;
+    }
+}
+#define UPD(W, UP, NO, PR) upd(n, th, u, z, di, v, W, dec, al, sg, iv, lo, hi, UP, NO, PR)
 void update(int64_t S, int64_t P, int64_t R, const int64_t *rows, float *TH, const float *U, const float *D, int64_t DS, const float *A, int64_t AS,
-            const float *Z, const float *decay, const float *alpha, const float *sigma, const float *mx, const float *bc, const float *eta_min,
-            const float *umin, const float *umax, int upgd, int noisy, int protect, int corrected) {
+            const float *Z, const float *decay, const float *alpha, const float *sigma, const float *mx, const double *beta64, int64_t t,
+            const float *eta_min, const float *umin, const float *umax, int upgd, int noisy, int protect, int corrected) {
+    int mode = upgd * 4 + noisy * 2 + protect;
+    float bc[S];   /* UPGD's bias correction 1 − β_u^t, in double as the torch path does */
+    for (int64_t s = 0; s < S; s++) bc[s] = upgd ? (float)(1.0 - pow(beta64[s], (double)t)) : 1.f;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t s = 0; s < S; s++) for (int64_t ri = 0; ri < R; ri++) {
         const int64_t *r = rows + 5 * ri; const float *d = D + s * DS, *a = A + s * AS;
@@ -81,19 +113,13 @@ void update(int64_t S, int64_t P, int64_t R, const int64_t *rows, float *TH, con
         if (upgd) { float e = corrected ? mx[s] / bc[s] : mx[s]; if (eta_min[s] > 0 && eta_min[s] > e) e = eta_min[s]; iv = 1.f / (bc[s] * e); }  /* 1/(bc η) */
         float *th = TH + s * P + r[0];
         const float *u = upgd ? U + s * P + r[0] : 0, *z = noisy ? Z + s * P + r[0] : 0;
-        int64_t n = r[1]; int w = r[4] == 0; float di = w ? d[r[2]] : 0.f; const float *aj = a + r[3], *dj = d + r[2];
-        #pragma omp simd
-        for (int64_t j = 0; j < n; j++) {
-            float g = w ? di * aj[j] : dj[j];
-            float xi = noisy ? sg * z[j] : 0.f, step;
-            if (upgd) {
-                float ub = 1.f / (1.f + expf(-(u[j] * iv)));
-                ub = ub < lo ? lo : (ub > hi ? hi : ub);
-                float gate = 1.f - ub;
-                step = protect ? (g + xi) * gate : g + xi * gate;
-            } else step = g + xi;
-            th[j] = th[j] * dec - al * step;
-        }
+        int64_t n = r[1]; int w = r[4] == 0; float di = w ? d[r[2]] : 0.f; const float *v = w ? a + r[3] : d + r[2];
+        if (w) switch (mode) {
+            case 7: UPD(1, 1, 1, 1); break; case 6: UPD(1, 1, 1, 0); break; case 5: UPD(1, 1, 0, 1); break; case 4: UPD(1, 1, 0, 0); break;
+            case 3: case 2: UPD(1, 0, 1, 1); break; default: UPD(1, 0, 0, 1); }
+        else switch (mode) {
+            case 7: UPD(0, 1, 1, 1); break; case 6: UPD(0, 1, 1, 0); break; case 5: UPD(0, 1, 0, 1); break; case 4: UPD(0, 1, 0, 0); break;
+            case 3: case 2: UPD(0, 0, 1, 1); break; default: UPD(0, 0, 0, 1); }
     }
 }
 """
@@ -145,17 +171,30 @@ def c_noise(keys:torch.Tensor, t:int, P:int, out:torch.Tensor|None=None) -> torc
     k.set_threads(torch.get_num_threads()); k.noise(_I(len(keys)), _I(P), _p(keys.contiguous()), _I(int(t)), _p(z))
     return z
 
-def c_step_(theta, D, A, rows, hp:dict, keys=None, t:int=1, U=None, bc=None, protect:bool=True, eta:str='raw', z=None):
+def c_step_(theta, D, A, rows, hp:dict, keys=None, t:int=1, U=None, beta64=None, protect:bool=True, eta:str='raw', z=None):
     "`kernels.flat_step_` in place for an MLP at batch size 1, its gradient the rank-one δ (D [S, ·]) and inputs (A [S, ·]) of each layer."
+    prepare(theta, D, A, rows, hp, keys, U, beta64, protect, eta, z)(t)
+
+def prepare(theta, D, A, rows, hp:dict, keys=None, U=None, beta64=None, protect:bool=True, eta:str='raw', z=None):
+    "`c_step_` with its buffers bound once: a function of the step t (the buffers must stay where they are)."
     k, (S, P), R = lib(), theta.shape, rows.shape[0]
-    k.set_threads(torch.get_num_threads())
-    f = lambda n: _p(hp[n].contiguous())
-    if keys is not None: z = c_noise(keys, t, P, z)
-    mx = torch.empty(S); d = hp['decay']
-    if U is not None:
-        k.trace(_I(S), _I(P), _I(R), _p(rows), _p(theta), _p(U), _p(D), _I(D.shape[1]), _p(A), _I(A.shape[1]), f('beta'), _p(mx))
-    k.update(_I(S), _I(P), _I(R), _p(rows), _p(theta), _p(theta if U is None else U), _p(D), _I(D.shape[1]), _p(A), _I(A.shape[1]),
-             _p(theta if z is None else z), f('decay'), f('alpha'), f('sigma'), _p(mx), _p(d if bc is None else bc.contiguous()),
-             *(f(n) if U is not None else _p(d) for n in ('eta_min', 'ubar_min', 'ubar_max')),
-             ctypes.c_int(U is not None), ctypes.c_int(keys is not None), ctypes.c_int(bool(protect)), ctypes.c_int(eta == 'corrected'))
-    return z
+    if keys is not None and z is None: z = torch.empty_like(theta)
+    keep = [rows, theta, D, A] + [hp[n].contiguous() for n in ('decay', 'alpha', 'sigma')]   # what the pointers point into
+    mx, d = torch.empty(S), keep[4]
+    if U is not None: keep += [hp[n].contiguous() for n in ('beta', 'eta_min', 'ubar_min', 'ubar_max')] + [beta64.contiguous()]
+    keep += [mx, z, keys]
+    f = lambda i: _p(keep[i])
+    head = (_I(S), _I(P), _I(R), _p(rows), _p(theta))
+    trace_args = head + (_p(U) if U is not None else None, _p(D), _I(D.shape[1]), _p(A), _I(A.shape[1]), f(7) if U is not None else None, _p(mx))
+    upd_head = head + (_p(theta if U is None else U), _p(D), _I(D.shape[1]), _p(A), _I(A.shape[1]), _p(theta if z is None else z),
+                       f(4), f(5), f(6), _p(mx), _p(keep[11]) if U is not None else _p(d))
+    upd_tail = tuple(f(i) if U is not None else _p(d) for i in (8, 9, 10)) + (ctypes.c_int(U is not None), ctypes.c_int(keys is not None),
+                                                                               ctypes.c_int(bool(protect)), ctypes.c_int(eta == 'corrected'))
+    noise_args = (_I(S), _I(P), _p(keys), ) if keys is not None else None
+    def step(t:int):
+        k.set_threads(torch.get_num_threads())
+        if noise_args: k.noise(*noise_args, _I(int(t)), _p(z))
+        if U is not None: k.trace(*trace_args)
+        k.update(*upd_head, _I(int(t)), *upd_tail)
+    step.keep = keep
+    return step
