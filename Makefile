@@ -3,7 +3,9 @@
 #   make test   create .venv if it is missing, then run the whole test suite (ends with pytest's summary line)
 # Extra run parameters, papermill style: make run ARGS="-p task emnist_letters -p seed 3"
 # The site (_quarto.yml): make site (check, assemble _build/, quarto render there where Quarto is installed);
-#   make site-check (every page rendered with pandoc; fails on a broken link, anchor or citation)
+#   make site-check (every page rendered with pandoc; fails on a broken link, anchor or citation, or a cell that
+#   should show an output and shows none; the notebooks are shown with the outputs `make test` left in _build/executed/,
+#   executed again where those are missing or stale). Without Quarto, make site leaves HTML previews in _build/_check/.
 PY ?= python3
 VENV := .venv
 # Datasets: $UPGD_NB_DATA if set; else ../shared/data where it exists (the offline development machines); else data/.
@@ -23,6 +25,7 @@ test: $(VENV)/.installed
 	UPGD_NB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
 readme: $(VENV)/.installed
+	$(VENV)/bin/python -c 'from upgd_nb.headlines import write_index; write_index()'
 	$(VENV)/bin/python tests/readme.py > README.md
 
 site: $(VENV)/.installed

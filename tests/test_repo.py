@@ -29,3 +29,7 @@ def test_parameters_tag_survives_cleaning():
 
 def test_readme_is_generated_from_index():
     assert (ROOT/'README.md').read_text() == readme(), 'README.md is stale: run `make readme`'
+
+def test_headline_table_is_current():
+    from upgd_nb.headlines import stale
+    assert stale(ROOT) is None, stale(ROOT)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_site.ipynb 2
 from __future__ import annotations
-import ast, glob, os, posixpath, re, shutil, subprocess, sys, time
+import ast, glob, json, os, posixpath, re, shutil, subprocess, sys, time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit, unquote
@@ -12,10 +12,12 @@ import yaml
 from .core import repo_root
 
 # %% auto 0
-__all__ = ['SITE_FILE', 'BUILD', 'PAGE_EXTS', 'MIME_ORDER', 'CROSSREF', 'site_config', 'expand_globs', 'pages', 'split_header',
-           'SiteFrontmatter', 'exec_api', 'SiteProcs', 'api_anchors', 'relink', 'front_matter', 'process_notebook',
-           'local_links', 'output_html', 'md_front_matter', 'home_page', 'assemble', 'cell_options', 'output_markdown',
-           'notebook_markdown', 'pandoc_path', 'render_page', 'config_problems', 'check', 'build', 'main']
+__all__ = ['SITE_FILE', 'BUILD', 'PAGE_EXTS', 'EXECUTED', 'MIME_ORDER', 'CROSSREF', 'site_config', 'expand_globs', 'pages',
+           'nbdev_settings', 'code_digest', 'executed_notebooks', 'execute_notebook', 'executed_copy', 'page_sources',
+           'split_header', 'SiteFrontmatter', 'exec_api', 'SiteProcs', 'api_anchors', 'relink', 'front_matter',
+           'process_notebook', 'local_links', 'output_html', 'md_front_matter', 'home_page', 'assemble', 'cell_options',
+           'output_markdown', 'notebook_markdown', 'shows_value', 'missing_outputs', 'pandoc_path', 'render_page',
+           'config_problems', 'check', 'build', 'main']
 
 # %% ../nbs/90_site.ipynb
 SITE_FILE, BUILD = '_quarto.yml', '_build'
@@ -43,6 +45,98 @@ def expand_globs(root, patterns:list[str]) -> list[str]:
 def pages(root='.') -> list[str]:
     "The site's pages: `project.render` of `_quarto.yml`, expanded, as paths relative to `root`."
     return expand_globs(root, site_config(root).get('project', {}).get('render', []))
+
+# %% ../nbs/90_site.ipynb
+EXECUTED = f'{BUILD}/executed'
+
+def _sha(b:bytes) -> str:
+    import hashlib; return hashlib.sha256(b).hexdigest()
+
+def nbdev_settings(root) -> dict:
+    "The `[DEFAULT]` keys of `root`/settings.ini, the paths made absolute (nbdev's `get_config(path=)` finds the project around the current folder first)."
+    import configparser
+    cp = configparser.ConfigParser(); cp.read(Path(root)/'settings.ini')
+    d = dict(cp['DEFAULT'])
+    return {k: (Path(root).resolve()/v if k.endswith('_path') else v) for k, v in d.items()}
+
+def code_digest(root) -> str:
+    "The SHA-256 of the library's code: every `.py` file of the package folder (`lib_path`), by name and content."
+    lib = nbdev_settings(root)['lib_path']
+    return _sha(b''.join(p.relative_to(lib).as_posix().encode() + b'\0' + p.read_bytes() for p in sorted(lib.rglob('*.py'))))
+
+def executed_notebooks(root) -> list[Path]:
+    "The notebooks of `nbs/` that `nbdev_test` (and `tests/test_notebooks.py`) execute: nbdev's glob, minus folders with `.notest`."
+    from nbdev.doclinks import nbglob
+    if not (Path(root)/'settings.ini').is_file(): return []              # not an nbdev project: nothing is executed
+    nbs = nbdev_settings(root)['nbs_path']
+    def kept(p): return not any((nbs/d/'.notest').exists() for d in p.relative_to(nbs).parents)
+    return [p for p in sorted(nbglob(nbs, as_path=True)) if kept(p)]
+
+def _copy_path(src:Path, root:Path) -> Path: return root/EXECUTED/src.resolve().relative_to(root)
+
+# %% ../nbs/90_site.ipynb
+def execute_notebook(src, root=None, skip_flags=None, force_flags=None, basepath=None) -> tuple[bool, float]:
+    """Execute `src` as nbdev's `test_nb` does (cells with `skip_flags` skipped; default settings.ini's `tst_flags`);
+    write the executed copy (`EXECUTED`) with the digests of source and code; (passed, seconds). A failure writes no copy."""
+    from execnb.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    from nbdev.frontmatter import FrontmatterProc
+    from nbdev.process import NBProcessor
+    from fastcore.xtras import working_directory
+    from fastcore.basics import str2bool
+    src = Path(src).resolve(); root = Path(root or repo_root(src)).resolve()
+    flags = set(nbdev_settings(root).get('tst_flags', '').split() if skip_flags is None else skip_flags) - set(force_flags or [])
+    if basepath and str(basepath) not in sys.path: sys.path.insert(0, str(basepath))
+    os.environ['IN_TEST'] = '1'
+    dest, code = _copy_path(src, root), code_digest(root)
+    dest.unlink(missing_ok=True)
+    nb = NBProcessor(src, procs=FrontmatterProc, process=True).nb          # nbdev's reading: directives, front matter
+    if str2bool(getattr(nb, 'frontmatter_', {}).get('skip_exec', False)): return True, 0.
+    def skip(cell):
+        if cell.cell_type != 'code': return True
+        d = getattr(cell, 'directives_', {}) or {}
+        if 'nbdev_export' + '(' in cell.source or d.get('eval:', [''])[0].lower() == 'false' or flags & d.keys():
+            cell.metadata['upgd_nb'] = 'not executed'; return True         # kept with its committed outputs, and marked
+        cell.outputs = []                                                 # a cell that runs shows only what it shows now
+    t, k = time.time(), CaptureShell(src)
+    try:
+        with working_directory(src.parent): k.run_all(nb, exc_stop=True, preproc=skip)
+    except Exception:
+        sys.stderr.write(k.prettytb(fname=src) + '\n'); return False, time.time() - t
+    raw = read_nb(src)                                                    # the committed notebook, its code cells' outputs replaced
+    # (a metadata key named `source` would be split into lines by execnb's write_nb: hence `source_sha256`)
+    for r, c in zip([c for c in raw.cells if c.cell_type == 'code'], [c for c in nb.cells if c.cell_type == 'code']):
+        r.outputs = c.get('outputs', [])
+        if c.metadata.get('upgd_nb'): r.metadata['upgd_nb'] = c.metadata['upgd_nb']
+    raw.metadata['upgd_nb'] = dict(executed=dict(source_sha256=_sha(src.read_bytes()), code_sha256=code, flags=sorted(flags), secs=round(time.time() - t, 1)))
+    dest.parent.mkdir(parents=True, exist_ok=True); write_nb(raw, dest)
+    return True, time.time() - t
+
+def executed_copy(src, root=None) -> Path|None:
+    "The executed copy of `src` if it is fresh (its source and the library code unchanged since), else None."
+    src = Path(src).resolve(); root = Path(root or repo_root(src)).resolve(); dest = _copy_path(src, root)
+    if not dest.is_file(): return None
+    try: meta = json.loads(dest.read_text())['metadata']['upgd_nb']['executed']
+    except (ValueError, KeyError): return None
+    return dest if (meta['source_sha256'], meta['code_sha256']) == (_sha(src.read_bytes()), code_digest(root)) else None
+
+# %% ../nbs/90_site.ipynb
+def page_sources(root, execute:bool=True, quiet:bool=True) -> tuple[dict[str, Path], list[str]]:
+    "The file each page of the site is made from (executed copies where they apply; see above), and the problems met."
+    root = Path(root).resolve(); run = {p.resolve() for p in executed_notebooks(root)}
+    out, problems = {}, []
+    for p in pages(root):
+        src = root/p
+        if src.resolve() not in run: out[p] = src; continue
+        cp = executed_copy(src, root)
+        if cp is None and execute:
+            t = time.time(); ok, _ = execute_notebook(src, root, basepath=root)
+            if not quiet: print(f'{time.time() - t:5.1f}s executed {p} (its copy was missing or stale)', file=sys.stderr, flush=True)
+            if not ok: problems.append(f'{p}: the notebook fails to execute (its traceback is above): the page would show no outputs')
+            cp = executed_copy(src, root)
+        elif cp is None: problems.append(f'{p}: no fresh executed copy (run `make test` or `make site-check` first): the page would show no outputs')
+        out[p] = cp or src                                                    # skip_exec notebooks: no copy, the committed outputs
+    return out, problems
 
 # %% ../nbs/90_site.ipynb
 from nbdev.processors import FilterDefaults, exec_show_docs
@@ -183,14 +277,13 @@ def home_page(cfg:dict, ps:list[str]) -> str|None:
 def _nbs_prefix(root:Path) -> tuple[str, str]|None:
     "nbdev's docs address and the notebooks folder relative to `root`, when `root` is an nbdev project."
     if not (root/'settings.ini').is_file(): return None
-    from nbdev.config import get_config
-    cfg = get_config(path=root)
-    return cfg.doc_host.rstrip('/') + '/' + cfg.doc_baseurl.strip('/') + '/', Path(cfg.nbs_path).resolve().relative_to(root).as_posix()
+    cfg = nbdev_settings(root)
+    return cfg['doc_host'].rstrip('/') + '/' + cfg['doc_baseurl'].strip('/') + '/', cfg['nbs_path'].resolve().relative_to(root.resolve()).as_posix()
 
 _MARK = '.upgd_nb_site'
 
-def assemble(root='.', dest=None, quiet:bool=True) -> Path:
-    "The build folder `dest` (default `root`/_build) for `quarto render`, in the layout of `root`; see above."
+def assemble(root='.', dest=None, quiet:bool=True, sources:dict|None=None) -> Path:
+    "The build folder `dest` (default `root`/_build) for `quarto render`, in the layout of `root`; see above. `sources`: the file a page is made from (`page_sources`; default: the page itself)."
     from execnb.nbio import write_nb
     root = Path(root).resolve(); dest = Path(dest).resolve() if dest else root/BUILD
     cfg, ps = site_config(root), pages(root)
@@ -204,7 +297,7 @@ def assemble(root='.', dest=None, quiet:bool=True) -> Path:
     for p in ps:
         t, src = time.time(), root/p
         if src.suffix == '.ipynb':
-            nbs[p] = process_notebook(src, {'aliases': ['/index.html']} if p == home and posixpath.dirname(p) else None)
+            nbs[p] = process_notebook((sources or {}).get(p, src), {'aliases': ['/index.html']} if p == home and posixpath.dirname(p) else None)
         else:
             texts[p] = src.read_text()
             wanted.update(posixpath.normpath(posixpath.join(posixpath.dirname(p), b)) for b in _as_list(md_front_matter(texts[p]).get('bibliography')))
@@ -273,6 +366,25 @@ def notebook_markdown(nb) -> str:
         if opts.get('echo', True) is not False and code.strip(): parts.append(_fence(code, 'python'))
         if opts.get('output', True) is not False: parts += [output_markdown(o, opts.get('output') == 'asis') for o in c.get('outputs', [])]
     return '\n\n'.join(p.strip('\n') for p in parts if p and p.strip()) + '\n'
+
+# %% ../nbs/90_site.ipynb
+def shows_value(code:str) -> bool:
+    "Whether `code` ends in a bare value that Jupyter would display (not a call, not `;`-ended, not an assignment)."
+    try: tree = ast.parse(code)
+    except SyntaxError: return False                                  # IPython magics, shell lines: not judged
+    if not tree.body or not isinstance(last := tree.body[-1], ast.Expr) or code.rstrip().endswith(';'): return False
+    return not isinstance(last.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.Constant))
+
+def missing_outputs(nb) -> list[str]:
+    "The last lines of the code cells of `nb` that end in a bare value and show no output (see above)."
+    if any('parameters' in c.get('metadata', {}).get('tags', []) for c in nb.cells): return []   # a papermill template
+    out = []
+    for c in nb.cells:
+        if c.cell_type != 'code' or c.get('outputs') or c.get('metadata', {}).get('upgd_nb') == 'not executed': continue
+        opts, code = cell_options(c.source)
+        if opts.get('include') is False or opts.get('output', True) is False or opts.get('eval', True) is False: continue
+        if shows_value(code): out.append(code.strip().splitlines()[-1].strip()[:80])
+    return out
 
 # %% ../nbs/90_site.ipynb
 class _Html(HTMLParser):
@@ -349,12 +461,15 @@ def _link_problem(p:str, href:str, root:Path, ps:list[str], by_html:dict, ids:di
         else: return f"{p}: link '{href}': no page or file {t}"
     if frag and frag not in ids[target]: return f"{p}: link '{href}': no anchor #{frag} in {target}"
 
-def check(root='.', dest=None, quiet:bool=True) -> list[str]:
-    """The site's problems (an empty list: none), after assembling the build folder `dest` and rendering every page with
-    pandoc: `_quarto.yml`'s, pandoc's warnings, missing citations, relative links to nothing, missing anchors."""
+def check(root='.', dest=None, quiet:bool=True, execute:bool=True) -> list[str]:
+    """The site's problems (an empty list: none), after assembling the build folder `dest` from `page_sources` (executing
+    the notebooks whose copies are missing or stale, unless not `execute`) and rendering every page with pandoc:
+    `_quarto.yml`'s, notebooks that fail, cells that should show an output and show none, pandoc's warnings, missing
+    citations, relative links to nothing, missing anchors."""
     root = Path(root).resolve(); cfg = site_config(root)
     problems, ps = config_problems(root), pages(root)
-    d = assemble(root, dest, quiet=quiet)
+    sources, failed = page_sources(root, execute, quiet); problems += failed
+    d = assemble(root, dest, quiet=quiet, sources=sources)
     bibs = _as_list(cfg.get('bibliography'))
     outputs, ids, links = {}, {}, {}
     for p in ps:
@@ -362,6 +477,7 @@ def check(root='.', dest=None, quiet:bool=True) -> list[str]:
         if f.suffix == '.ipynb':
             from execnb.nbio import read_nb
             nb = read_nb(f); md, fm = notebook_markdown(nb), front_matter(nb)
+            problems += [f'{p}: a cell ending in `{m}` shows no output' for m in missing_outputs(nb)]
         else: md = f.read_text(); fm = md_front_matter(md)
         own = _as_list(fm.get('bibliography'))
         html, msgs = render_page(md, f.parent, None if own or not bibs else root/bibs[0], d/'_check'/output_html(p, fm), p)
@@ -380,10 +496,10 @@ def check(root='.', dest=None, quiet:bool=True) -> list[str]:
     return list(dict.fromkeys(problems))
 
 # %% ../nbs/90_site.ipynb
-def build(root='.', dest=None, force:bool=False, quarto:str|None=None) -> tuple[Path, list[str]]:
+def build(root='.', dest=None, force:bool=False, quarto:str|None=None, execute:bool=True) -> tuple[Path, list[str]]:
     "Check the site (assembling the build folder), then `quarto render` it there; the build folder and the check's problems."
     root = Path(root).resolve(); dest = Path(dest).resolve() if dest else root/BUILD
-    problems = check(root, dest)
+    problems = check(root, dest, quiet=False, execute=execute)
     for p in problems: print(p)
     if problems and not force:
         print(f'not rendering: the check found {len(problems)} problem(s) (fix them, or build with --force)'); return dest, problems
@@ -405,12 +521,13 @@ def main(argv=None) -> int:
     ap.add_argument('--root', help='the project (default: the upgd_nb checkout around the current folder)')
     ap.add_argument('--dest', help=f'the build folder (default: ROOT/{BUILD})')
     ap.add_argument('--force', action='store_true', help='build: render even when the check finds problems')
+    ap.add_argument('--no-execute', action='store_true', help='do not execute notebooks whose executed copy is missing or stale (each is a problem)')
     a = ap.parse_args(argv)
     root = Path(a.root) if a.root else repo_root()
     if root is None: ap.error('not inside an upgd_nb checkout: give --root')
     t = time.time()
-    if a.command == 'build': return 1 if build(root, a.dest, a.force)[1] else 0
-    problems = check(root, a.dest)
+    if a.command == 'build': return 1 if build(root, a.dest, a.force, execute=not a.no_execute)[1] else 0
+    problems = check(root, a.dest, execute=not a.no_execute)
     print(*problems, sep='\n') if problems else None
     print(f'site check: {len(pages(root))} pages, {len(problems)} problem(s), {time.time() - t:.1f} s')
     return 1 if problems else 0

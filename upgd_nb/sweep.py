@@ -12,6 +12,7 @@ import yaml
 from .core import outputs_root
 from .run import RunConfig, ConfigError, run_many, plan, finished, run_dir, read_config, load_run, learner_kwargs, FINAL
 from .launch import launch
+from .store import write_parquet
 
 # %% auto 0
 __all__ = ['PAPER_SPACE', 'KEYS', 'SEARCHES', 'EXECUTORS', 'paper_grid', 'load_sweep', 'space_entry', 'hyperparameters', 'points',
@@ -103,7 +104,7 @@ def summary(spec, write:bool=True) -> pd.DataFrame:
     df = pd.DataFrame([run_row(c, hp) for c in cs])
     if write:
         out = outputs_root(cs[0].out_root or None)/d['name']; out.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(out/'summary.parquet')
+        write_parquet(out/'summary.parquet', df)
     return df
 
 
@@ -112,7 +113,7 @@ def load_summary(name:str, out_root=None) -> pd.DataFrame:
     return pd.read_parquet(outputs_root(out_root)/name/'summary.parquet')
 
 # %% ../nbs/55_sweep.ipynb
-EXECUTORS = ('local', 'papermill', 'ray')
+EXECUTORS = ('local', 'papermill', 'ray', 'slurm')
 
 def _params(c:RunConfig) -> dict:
     "The parameters of `c` that differ from the defaults: what a papermill run is given."
@@ -140,8 +141,20 @@ def _run_ray(groups:list[list[RunConfig]], address:str|None=None):
     finally:
         if own: ray.shutdown()
 
-def run_sweep(spec, max_size:int|None=None, executor:str='local', address:str|None=None) -> pd.DataFrame:
-    "Run (or resume, or load) every point of the sweep with `executor` ('local', 'papermill' or 'ray'); its `summary`."
+def _run_slurm(groups:list[list[RunConfig]], folder:Path, slurm:dict|None=None, wait:bool=True) -> list:
+    "`groups` as one submitit job array (one task per population) with submitit's parameters `slurm`; the jobs."
+    import submitit
+    kw = dict(slurm or {}); cluster = kw.pop('cluster', None)
+    ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    ex.update_parameters(**{'timeout_min': 24 * 60, 'name': folder.parent.name, **kw})
+    jobs = ex.map_array(_run_group_task, [[asdict(c) for c in g] for g in groups]) if groups else []
+    if wait:
+        for j in jobs: j.result()      # raises the job's error, with its log
+    return jobs
+
+def run_sweep(spec, max_size:int|None=None, executor:str='local', address:str|None=None, slurm:dict|None=None, wait:bool=True) -> pd.DataFrame:
+    """Run (or resume, or load) every point of the sweep with `executor` ('local', 'papermill', 'ray' or 'slurm': `slurm` are
+    submitit's parameters, `wait=False` returns once submitted); its `summary`."""
     if executor not in EXECUTORS: raise ValueError(f'executor must be one of {EXECUTORS}, got {executor!r}')
     if load_sweep(spec)['search'] == 'tpe':
         if executor != 'local': raise ValueError("a tpe search runs with executor='local'; to spread it over machines, run it on each with one shared `storage` URL")
@@ -150,7 +163,8 @@ def run_sweep(spec, max_size:int|None=None, executor:str='local', address:str|No
     cfgs = points(spec)
     if executor == 'local': run_many(cfgs, max_size=max_size)
     elif executor == 'papermill': _run_papermill(spec, cfgs)
-    else: _run_ray(plan(cfgs, max_size), address)
+    elif executor == 'ray': _run_ray(plan(cfgs, max_size), address)
+    else: _run_slurm(plan(cfgs, max_size), outputs_root(cfgs[0].out_root or None)/load_sweep(spec)['name']/'slurm', slurm, wait)
     return summary(spec)
 
 # %% ../nbs/55_sweep.ipynb
