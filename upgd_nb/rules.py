@@ -32,11 +32,12 @@ def correction(col64:torch.Tensor, t:int) -> torch.Tensor:
 # %% ../nbs/46a_rules.ipynb
 @dataclass
 class Layout:
-    "Per flat element: its local-scope `row` (int64 [P]) out of `n_rows`, and whether its layer is `gated` (bool [P])."
+    "Per flat element: its local-scope `row` (int64 [P]) out of `n_rows`, and whether its layer is `gated` (bool [P]); `all_gated`: every layer is (a Python bool, so a compiled step has no data-dependent branch)."
     shapes: list
     row: torch.Tensor
     n_rows: int
     gated: torch.Tensor
+    all_gated: bool = True
 
 def layout(net:nn.Module, gated_layers:str='all', device='cpu') -> Layout:
     "The `Layout` of `net` for UPGD with `gated_layers`."
@@ -48,7 +49,8 @@ def layout(net:nn.Module, gated_layers:str='all', device='cpu') -> Layout:
         rows.append(torch.arange(r, r + n_r).repeat_interleave(p.numel() // n_r)); r += n_r
         g = gated_layers == 'all' or (out_of.get(id(p), False) == (gated_layers == 'output'))
         gated.append(torch.full((p.numel(),), g))
-    return Layout([tuple(p.shape) for p in net.parameters()], torch.cat(rows).to(device), r, torch.cat(gated).to(device))
+    g = torch.cat(gated)
+    return Layout([tuple(p.shape) for p in net.parameters()], torch.cat(rows).to(device), r, g.to(device), bool(g.all()))
 
 # %% ../nbs/46a_rules.ipynb
 def l2_init_step(theta, g, st:dict, hp:dict, t:int, z=None):
@@ -111,7 +113,7 @@ def upgd_step(theta, g, st:dict, hp:dict, t:int, z=None, lay:Layout|None=None, s
     U = _trace(st['U'], -g * theta, hp['beta_utility'])
     ubar = upgd_scaled(U, correction(hp['beta_utility64'], t), hp, lay, scope, eta)
     d = adam_direction(g, st, hp, t) if adaptive else g
-    gated = None if lay is None or bool(lay.gated.all()) else lay.gated
+    gated = None if lay is None or lay.all_gated else lay.gated
     gate = 1 - ubar if gated is None else torch.where(gated, 1 - ubar, hp['non_gated_scale'])
     xi = None if z is None else z * hp['sigma']
     full = d * gate if xi is None else (d + xi) * gate          # protecting: gradient and noise gated
