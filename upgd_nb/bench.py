@@ -20,8 +20,8 @@ from .core import generator
 
 # %% auto 0
 __all__ = ['BYTES_PER_PARAM', 'KERNEL_BYTES', 'COMPARISON', 'RefUPGD', 'RefSGD', 'PerSampleMNIST', 'reference_loop',
-           'population_throughput', 'copy_bandwidth', 'bench_table', 'method_table', 'cnn_throughput', 'breakdown',
-           'cuda_checks', 'main']
+           'population_throughput', 'copy_bandwidth', 'bench_table', 'method_table', 'cnn_throughput', 'stats_cost',
+           'breakdown', 'cuda_checks', 'main']
 
 # %% ../nbs/48_bench.ipynb
 class RefUPGD(torch.optim.Optimizer):
@@ -185,6 +185,33 @@ def cnn_throughput(learner:str='sgd', hp:dict|None=None, sizes=(1, 4, 8, 16), n_
     return df.assign(ratio_to_module=(df.learner_steps_per_s / df.learner_steps_per_s[0]).round(2))
 
 # %% ../nbs/48_bench.ipynb
+def stats_cost(stats:str|None=None, learner:str='upgd', S:int=4, n_steps:int=1000, root=None, groups:bool=True, task:str='input_permuted_mnist') -> pd.DataFrame:
+    "Learner-steps/s of a population of S with no statistics, with `stats` (default: the correlation study's schedule) and each of its groups alone; each one's cost share against a population without statistics timed just before it."
+    from upgd_nb.population_stats import MemberMeters
+    from upgd_nb.measure import parse_stats
+    from upgd_nb.config import RunConfig, learner_kwargs
+    from upgd_nb.utility_curvature import STATS
+    stats = STATS if stats is None else stats
+    hp = dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01) if learner == 'upgd' else dict(lr=0.01)
+    st = make_task(task, 0, root=root)
+    X, Y = st.next_window(min(n_steps + 100, st.window))
+    idx, w0 = torch.zeros(S, dtype=torch.long), min(100, X.shape[0] // 4)   # w0 steps untimed
+    def rate(spec:str) -> float:
+        "Learner-steps/s of a fresh population measuring `spec`, after its first w0 steps."
+        cs = [RunConfig(task=task, learner=learner, seed=s, stats=spec, stats_probe_set='fixed', **hp) for s in range(S)]
+        pop = Population(st.net, st.n_inputs, st.n_outputs, st.loss, learner, [dict(seed=c.seed, **learner_kwargs(c)) for c in cs])
+        mm = MemberMeters(pop, cs, [st] * S, st.n_inputs, st.n_outputs) if spec else None
+        go = (lambda a, b: mm.advance(X[None, a:b], Y[None, a:b], idx, a)) if mm else (lambda a, b: pop.advance(X[None, a:b], Y[None, a:b], idx))
+        go(0, w0); t = time.perf_counter(); go(w0, X.shape[0])
+        return S * (X.shape[0] - w0) / (time.perf_counter() - t)
+    specs = {'the schedule': stats, **({g: f'{g}:{n}' for g, n in parse_stats(stats).items()} if groups else {})}
+    rows = []
+    for k, v in specs.items():   # each against a population without statistics timed just before it: drift on a shared machine cancels
+        base, r = rate(''), rate(v)
+        rows.append(dict(statistics=k, schedule=v, learner_steps_per_s=round(r), without=round(base), cost=round(1 - r / base, 3)))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/48_bench.ipynb
 def breakdown(S:int=1, n:int=1000, hp:dict|None=None, hidden=(300, 150), n_in:int=784) -> dict:
     "Microseconds per learner-step of each part of a UPGD population step on the CPU, and the bound."
     from upgd_nb import ckernel
@@ -279,7 +306,7 @@ def main(argv=None):
                                                     env=env_info(dev), threads=a.threads), indent=1, default=str))
     print(t.to_string(index=False))
     if a.methods:
-        extra = dict(methods=method_table(dev, root=None), cnn=cnn_throughput(device=dev),
+        extra = dict(methods=method_table(dev, root=None), cnn=cnn_throughput(device=dev), stats=stats_cost(),
                      breakdown=pd.DataFrame([breakdown(S) for S in (1, 2, 4)] if dev.type == 'cpu' else []))
         for k, v in extra.items():
             v.to_csv(out/f'{name}-{k}.csv', index=False); print(f'\n{k}:'); print(v.to_string(index=False))

@@ -12,6 +12,7 @@ from .nets import build_net, n_params
 from .learners import learners
 from .measure import Meter
 from .population import Population
+from .population_stats import MemberMeters
 from .config import RunConfig, learner_kwargs, engine_of
 from .store import flush_series
 
@@ -82,7 +83,7 @@ def learner_device(l) -> torch.device: return next(l.net.parameters()).device
 
 # %% ../nbs/52_engine.ipynb
 class FlatEngine:
-    "The flat engine: a `Population` of configs that differ only in seed and per-learner hyperparameters; one stream per seed."
+    "The flat engine: a `Population` of configs that differ only in seed and per-learner hyperparameters; one stream per seed; each member's statistics by `MemberMeters`."
     def __init__(self, cs:list[RunConfig]):
         c = cs[0]; self.device = dev = get_device(c.device)
         self.by_seed = {s: make_task(c.task, s, c.change_freq or None, c.data_root or None, dev, c.verify_data) for s in dict.fromkeys(x.seed for x in cs)}
@@ -91,15 +92,20 @@ class FlatEngine:
         self.pop = Population(self.spec, s0.n_inputs, s0.n_outputs, s0.loss, c.learner, [dict(seed=x.seed, **learner_kwargs(x)) for x in cs], dev)
         self.idx = torch.tensor([list(self.by_seed).index(x.seed) for x in cs], device=dev)
         self.n_params = self.pop.theta.shape[1]
+        self.mm = MemberMeters(self.pop, cs, self.streams, s0.n_inputs, s0.n_outputs) if c.stats else None   # 47b_population_stats
 
     def advance(self, step:int, n:int) -> tuple[torch.Tensor, torch.Tensor]:
         X, Y = zip(*[s.next_window(n) for s in self.by_seed.values()])
+        if self.mm: return self.mm.advance(torch.stack(X), torch.stack(Y), self.idx, step)
         return self.pop.advance(torch.stack(X), torch.stack(Y), self.idx)
 
-    def window_stats(self, s:int) -> dict: return {}
-    def flush(self, s:int, rd:Path): pass
-    def state(self, s:int) -> dict: return dict(learner=self.pop.member_state(s), stream=self.streams[s].state_dict(), meter=None)
-    def restore(self, s:int, ck:dict): self.pop.load_member(s, ck['learner']); self.streams[s].load_state_dict(ck['stream'])
+    def window_stats(self, s:int) -> dict: return self.mm.meters[s].close() if self.mm else {}
+    def flush(self, s:int, rd:Path): flush_series(rd, self.mm.meters[s] if self.mm else None)
+    def state(self, s:int) -> dict:
+        return dict(learner=self.pop.member_state(s), stream=self.streams[s].state_dict(), meter=self.mm.meters[s].state_dict() if self.mm else None)
+    def restore(self, s:int, ck:dict):
+        self.pop.load_member(s, ck['learner']); self.streams[s].load_state_dict(ck['stream'])
+        if self.mm and ck.get('meter') is not None: self.mm.meters[s].load_state_dict(ck['meter'])
 
 # %% ../nbs/52_engine.ipynb
 def make_engine(cs:list[RunConfig]):

@@ -40,8 +40,7 @@ def flat_unsupported(learner:str, kw:dict, spec:dict, stats:str='') -> str|None:
     kw = {**learner_defaults(learner), **kw} if learner in learners else kw
     if not fused(learner, kw) and (why := rule_unsupported(learner, kw)): return why
     if spec.get('kind') not in ('mlp', 'cnn') or spec.get('gates'): return f"net {spec.get('kind')!r} (the flat engine runs MLPs without gates and the CNN)"
-    if stats: return 'the statistics schedule (stats)'
-    return None
+    return None   # statistics: every group, per member through shadow learners (47b_population_stats)
 
 
 # %% ../nbs/47_population.ipynb
