@@ -6,16 +6,12 @@ import os
 from pathlib import Path
 import pytest
 from nbdev.config import get_config
-from nbdev.doclinks import nbglob
-from upgd_nb.site import execute_notebook
+from upgd_nb.site import execute_notebook, executed_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = get_config(path=ROOT)
 NBS = ROOT/CFG.nbs_path
-
-def _kept(p:Path) -> bool: return not any((d/'.notest').exists() for d in p.relative_to(NBS).parents if (NBS/d) != NBS) and not (p.parent/'.notest').exists()
-
-NOTEBOOKS = [p for p in sorted(nbglob(NBS, as_path=True)) if _kept(p)]
+NOTEBOOKS = executed_notebooks(ROOT)   # nbdev's glob of nbs/, minus folders with a .notest file: the ones the site shows executed
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[str(p.relative_to(NBS)) for p in NOTEBOOKS])
 def test_notebook(nb):
