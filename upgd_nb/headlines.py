@@ -15,10 +15,11 @@ __all__ = ['PAPER_STEPS', 'UC_TASKS', 'BEGIN', 'END', 'mean_ci', 'curated', 'ful
 
 # %% ../nbs/91_headlines.ipynb
 def mean_ci(v) -> str:
-    "The mean of `v` ± the half-width of its normal 95% interval, and the count: `0.7796 ± 0.0003 (8 seeds)`."
+    "The mean of `v` ± the half-width of its Student-t 95% interval (as `sweep.select` and the study pages), and the count."
+    from scipy import stats
     v = np.asarray(v, float)
     if len(v) < 2: raise ValueError(f'a confidence interval needs at least two values, got {len(v)}')
-    return f'{v.mean():.4f} ± {1.96 * v.std(ddof=1) / np.sqrt(len(v)):.4f} ({len(v)} seeds)'
+    return f'{v.mean():.4f} ± {stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)):.4f} ({len(v)} seeds)'
 
 def curated(root=None) -> Path:
     "The curated results folder, `outputs/curated/` of the checkout `root` (default: the one around this folder)."
