@@ -9,22 +9,23 @@ from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 from .core import outputs_root, get_device
 from .tasks import tasks, ALIASES
-from .nets import ACTS
+from .nets import ACTS, INITS
+from .data import DATASETS
 from .learners import learners, learner_params
 from .optim import GATINGS, LAMBDA_MAPPINGS
 from .measure import parse_stats, STAT_GROUPS
 from .population import flat_unsupported, fused
 
 # %% auto 0
-__all__ = ['IDENTITY', 'P', 'RunConfig', 'ConfigError', 'learner_kwargs', 'identity', 'run_id', 'run_dir', 'net_kind',
-           'flat_reason', 'engine_of']
+__all__ = ['IDENTITY', 'P', 'RunConfig', 'ConfigError', 'offline_steps', 'learner_kwargs', 'identity', 'run_id', 'run_dir',
+           'net_kind', 'flat_reason', 'engine_of']
 
 # %% ../nbs/50_config.ipynb
 def P(default, help:str, group:str='io', choices=None):
     "A `RunConfig` field: default, one-line help, group and (optionally) its valid choices."
     return field(default=default, metadata=dict(help=help, group=group, choices=choices))
 
-IDENTITY = ('task', 'network', 'run')  # plus the learner and the hyperparameters it takes
+IDENTITY = ('task', 'network', 'run')  # plus the learner and the hyperparameters it takes (offline runs: see `identity`)
 
 @dataclass
 class RunConfig:
@@ -60,6 +61,7 @@ class RunConfig:
     beta1: float = P(0.9, "adamw's first-moment decay β₁", 'learner')
     beta2: float = P(0.999, "adamw's second-moment decay β₂", 'learner')
     eps: float = P(1e-8, "adamw's ε", 'learner')
+    momentum: float = P(0.9, "sgd_momentum's μ: v ← μv + g, θ ← θ − αv (PyTorch's heavy ball)", 'learner')
     kappa: float = P(0.01, 'regularization strength κ (s_ewc, s_mas, s_si, s_rwalk)', 'learner')
     beta_weight: float = P(0.999, 'decay β_w of the weight trace w̄ (s_ewc, s_mas, s_si, s_rwalk)', 'learner')
     beta_importance: float = P(0.999, 'decay β_I of the importance traces (s_ewc, s_mas, s_si, s_rwalk)', 'learner')
@@ -84,6 +86,18 @@ class RunConfig:
     stats_probe: int = P(256, 'size of the probe set of the units and hessian statistics', 'stats')
     stats_probe_set: str = P('recent', "probe set: 'recent' (the last stats_probe samples seen) or 'fixed' (stats_probe samples chosen once per seed, shown as the current task shows them)", 'stats', ('recent', 'fixed'))
     stats_series: bool = P(False, 'also keep every measurement, by step, in series/ (parquet parts)', 'stats')
+    mode: str = P('online', "'online' (a task's stream, one sample per step) or 'offline' (epochs of mini-batches over a dataset's train split, evaluated on its test split: the learning-dynamics studies, upgd_nb.offline)", 'offline', ('online', 'offline'))
+    dataset: str = P('mnist', 'offline: the dataset learned (train split) and evaluated (test split) (upgd_nb.data)', 'offline', tuple(DATASETS))
+    epochs: int = P(15, 'offline: passes over the training split', 'offline')
+    batch_size: int = P(128, 'offline: mini-batch size (the last batch of an epoch may be smaller)', 'offline')
+    n_train: int = P(0, 'offline: train on a seeded subset of this many training images (0: all)', 'offline')
+    depth: int = P(4, 'offline: hidden layers of the MLP, each of width units with act after it', 'offline')
+    width: int = P(256, 'offline: units per hidden layer', 'offline')
+    init: str = P('default', 'offline: weight initialisation (upgd_nb.nets.init_)', 'offline', INITS)
+    label_noise: float = P(0.0, 'offline: fraction of the training labels replaced (exactly, seeded) by another class drawn uniformly', 'offline')
+    rotation: float = P(0.0, 'offline: the test split is also evaluated with each image rotated by a seeded angle uniform in ±rotation degrees (test only)', 'offline')
+    probe: int = P(2000, 'offline: fixed training images on which representation drift is measured at every epoch end', 'offline')
+    grad_every: int = P(1, 'offline: mini-batches between records of the per-layer gradient statistics (0: none)', 'offline')
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
     engine: str = P('auto', "'flat' (populations over flat buffers: every learner but cbp, redo, the curvature-gated ones, second-order and feature-wise upgd; MLPs and the CNN; statistics per member), 'module' (every learner, statistics), 'auto' (flat where it applies, unless a finished module-engine run of the config exists)", 'engine', ('auto', 'flat', 'module'))
@@ -91,7 +105,7 @@ class RunConfig:
     data_root: str = P('', "'' = $UPGD_NB_DATA, else data/ in the repository")
     verify_data: bool = P(True, 'check the data files: official checksums, sample counts and label range')
     out_root: str = P('', "'' = $UPGD_NB_OUTPUTS, else outputs/ in the repository")
-    checkpoint_every: int = P(50_000, 'steps between checkpoints (taken at the next window end)')
+    checkpoint_every: int = P(50_000, 'steps between checkpoints (taken at the next window end; offline runs: at every epoch end)')
     if_exists: str = P('resume', "a finished run is kept and loaded ('resume', which also continues a killed run), "
                                  "recomputed ('overwrite') or an error ('error')", choices=('resume', 'overwrite', 'error'))
     progress: bool = P(True, 'show a progress bar')
@@ -124,6 +138,7 @@ def _range_errors(c) -> list[str]:
     for k in ('beta1', 'beta2', 'beta_weight', 'beta_importance'):
         if not 0 <= getattr(c, k) < 1: e.append(f'{k} must be in [0, 1), got {getattr(c, k)}')
     if not c.eps > 0: e.append(f'eps must be > 0, got {c.eps}')
+    if not 0 <= c.momentum < 1: e.append(f'momentum must be in [0, 1), got {c.momentum}')
     if not 0 <= c.ubar_min <= c.ubar_max <= 1: e.append(f'need 0 <= ubar_min <= ubar_max <= 1, got {c.ubar_min}, {c.ubar_max}')
     if not c.non_gated_scale >= 0: e.append(f'non_gated_scale must be >= 0, got {c.non_gated_scale}')
     if not 0 <= c.replacement_rate <= 1: e.append(f'replacement_rate must be in [0, 1], got {c.replacement_rate}')
@@ -168,6 +183,34 @@ def _choice_errors(c) -> list[str]:
     return e
 
 # %% ../nbs/50_config.ipynb
+_ONLINE_ONLY = ('task', 'change_freq', 'hidden', 'stats', 'engine')
+
+def offline_steps(c) -> tuple[int, int]:
+    "(mini-batches per epoch, n_steps) of an offline config `c`."
+    n = c.n_train or DATASETS[c.dataset].counts['train']
+    per = -(-n // c.batch_size)
+    return per, c.epochs * per
+
+def _mode_errors(c) -> list[str]:
+    f0 = {f.name: f.default for f in fields(c)}
+    if c.mode == 'online':
+        bad = [f.name for f in fields(c) if f.metadata['group'] == 'offline' and f.name != 'mode' and getattr(c, f.name) != f.default]
+        return [f"{', '.join(bad)}: offline parameter(s), for mode='offline' only"] if bad else []
+    bad = [k for k in _ONLINE_ONLY if getattr(c, k) != f0[k]] + (['net'] if c.net not in ('auto', 'mlp') else [])
+    e = [f"{', '.join(bad)}: online parameter(s); mode='offline' trains an MLP of depth × width on dataset"] if bad else []
+    for k in ('epochs', 'batch_size', 'width', 'probe'):
+        if getattr(c, k) < 1: e.append(f'{k} must be >= 1, got {getattr(c, k)}')
+    if c.depth < 0: e.append(f'depth must be >= 0 (0: a linear model), got {c.depth}')
+    if c.grad_every < 0: e.append(f'grad_every must be >= 0 (0: no gradient statistics), got {c.grad_every}')
+    if not 0 <= c.label_noise <= 1: e.append(f'label_noise must be in [0, 1], got {c.label_noise}')
+    if not 0 <= c.rotation <= 180: e.append(f'rotation must be in [0, 180] degrees, got {c.rotation}')
+    N = DATASETS[c.dataset].counts['train'] if c.dataset in DATASETS else None
+    if N and not 0 <= c.n_train <= N: e.append(f'n_train must be in 0 … {N} (0: all {N} training images of {c.dataset}), got {c.n_train}')
+    if not e and c.n_steps not in (f0['n_steps'], offline_steps(c)[1]):
+        e.append(f'n_steps is derived in offline mode: epochs × batches per epoch = {offline_steps(c)[1]}; got {c.n_steps}')
+    return e
+
+# %% ../nbs/50_config.ipynb
 def _validate(c:RunConfig):
     "Coerce numbers, resolve the task alias, and raise one `ConfigError` listing every problem."
     errs = []
@@ -177,7 +220,8 @@ def _validate(c:RunConfig):
         if err: errs.append(err)
     if not errs:
         c.task = ALIASES.get(c.task, c.task)
-        errs = _choice_errors(c) + _range_errors(c)
+        errs = _choice_errors(c) + _range_errors(c) + _mode_errors(c)
+    if not errs and c.mode == 'offline': c.n_steps = offline_steps(c)[1]
     if errs: raise ConfigError('invalid RunConfig:\n  ' + '\n  '.join(errs))
 
 # %% ../nbs/50_config.ipynb
@@ -201,7 +245,10 @@ def learner_kwargs(c:RunConfig) -> dict:
     return {k: getattr(c, k) for k in learner_params(c.learner)}
 
 def identity(c:RunConfig) -> dict:
-    "What a run computes: task, network and run parameters, the learner with its own hyperparameters, the device type."
+    "What a run computes: task, network and run parameters (offline: the offline group, act and seed), the learner with its own hyperparameters, the device type."
+    if c.mode == 'offline':
+        off = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'offline'}
+        return {**off, 'act': c.act, 'seed': c.seed, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type}
     d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY}
     st = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'stats'} if c.stats else {}
     if st.get('stats_probe_set') == 'recent': del st['stats_probe_set']  # the default keeps the ids that stats runs always had
@@ -209,9 +256,9 @@ def identity(c:RunConfig) -> dict:
     return {**d, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type, **st, **eng}
 
 def run_id(c:RunConfig) -> str:
-    "Folder name of the run: task, learner, seed and an 8-hex hash of its identity."
+    "Folder name of the run: task (offline: dataset-offline), learner, seed and an 8-hex hash of its identity."
     h = hashlib.sha256(json.dumps(identity(c), sort_keys=True).encode()).hexdigest()[:8]
-    return f'{c.task}-{c.learner}-s{c.seed}-{h}'
+    return f"{c.task if c.mode == 'online' else c.dataset + '-offline'}-{c.learner}-s{c.seed}-{h}"
 
 def run_dir(c:RunConfig) -> Path:
     "outputs/<experiment>/<run-id>/ for config `c`."
@@ -219,7 +266,8 @@ def run_dir(c:RunConfig) -> Path:
 
 # %% ../nbs/50_config.ipynb
 def net_kind(c:RunConfig) -> str:
-    "The network kind of `c` without loading any data: `net`, or the task's paper network for 'auto'."
+    "The network kind of `c` without loading any data: `net`, or the task's paper network for 'auto' (offline: an MLP)."
+    if c.mode == 'offline': return 'mlp'
     return c.net if c.net != 'auto' else ('cnn' if c.task == 'label_permuted_cifar10' else 'mlp')
 
 def flat_reason(c:RunConfig) -> str|None:
@@ -238,8 +286,8 @@ def _finished_module_run(c:RunConfig) -> bool:
     except (OSError, ValueError): return False
 
 def engine_of(c:RunConfig) -> str:
-    "'flat' or 'module': the engine that runs `c`."
+    "'flat', 'module' or 'offline': the engine that runs `c`."
+    if c.mode == 'offline': return 'offline'
     if c.engine != 'auto': return c.engine
     if flat_reason(c) or (not _was_flat(c) and _finished_module_run(c)): return 'module'
     return 'flat'
-

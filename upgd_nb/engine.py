@@ -17,7 +17,7 @@ from .config import RunConfig, learner_kwargs, engine_of
 from .store import flush_series
 
 # %% auto 0
-__all__ = ['net_spec', 'build', 'window_row', 'ModuleEngine', 'learner_device', 'FlatEngine', 'make_engine']
+__all__ = ['net_spec', 'build', 'window_row', 'ModuleEngine', 'learner_device', 'FlatEngine']
 
 # %% ../nbs/52_engine.ipynb
 def net_spec(c:RunConfig, stream) -> dict:
@@ -106,8 +106,3 @@ class FlatEngine:
     def restore(self, s:int, ck:dict):
         self.pop.load_member(s, ck['learner']); self.streams[s].load_state_dict(ck['stream'])
         if self.mm and ck.get('meter') is not None: self.mm.meters[s].load_state_dict(ck['meter'])
-
-# %% ../nbs/52_engine.ipynb
-def make_engine(cs:list[RunConfig]):
-    "The engine that runs the group `cs` (a flat-engine population, or one module-engine config)."
-    return FlatEngine(cs) if engine_of(cs[0]) == 'flat' else ModuleEngine(cs)

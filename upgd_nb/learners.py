@@ -14,12 +14,12 @@ from .optim import SGD, UPGD
 from .hesscale import hesscale
 from .curvature import input_curvature, ESTIMATORS, LOSSES
 from .plasticity import CBP, ReDo
-from .baselines import adamw as _adamw, StreamingReg, IMPORTANCES
+from .baselines import adamw as _adamw, sgd_momentum as _sgd_momentum, StreamingReg, IMPORTANCES
 
 # %% auto 0
 __all__ = ['learners', 'GATED_LAYERS', 'Learner', 'learner', 'learner_params', 'sgd', 'pgd', 'l2_init', 'cbp', 'redo',
-           'shrink_and_perturb', 'upgd', 'adamw', 'CurvatureSignal', 'upgd_input_aware', 'sgd_curvature_gating',
-           'adaupgd']
+           'shrink_and_perturb', 'upgd', 'adamw', 'sgd_momentum', 'CurvatureSignal', 'upgd_input_aware',
+           'sgd_curvature_gating', 'adaupgd']
 
 # %% ../nbs/40_learners.ipynb
 class Learner:
@@ -122,6 +122,11 @@ def adamw(net:nn.Module, loss:str='ce', gen=None, lr:float=1e-4, beta1:float=0.9
           weight_decay:float=0.0) -> Learner:
     "AdamW (decoupled weight decay)."
     return Learner(net, _adamw(param_groups(net), lr, beta1, beta2, eps, weight_decay), loss)
+
+@learner
+def sgd_momentum(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, momentum:float=0.9, weight_decay:float=0.0) -> Learner:
+    "SGD with heavy-ball momentum (PyTorch's): v ← μv + (g + λθ), θ ← θ − αv."
+    return Learner(net, _sgd_momentum(param_groups(net), lr, momentum, weight_decay), loss)
 
 def _streaming(importance:str):
     def f(net:nn.Module, loss:str='ce', gen=None, lr:float=0.01, kappa:float=0.01, beta_weight:float=0.999,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 # %% auto 0
-__all__ = ['ACTS', 'Gate', 'Net', 'mlp', 'cnn', 'n_params', 'init_', 'build_net', 'param_groups', 'layer_groups',
+__all__ = ['ACTS', 'INITS', 'Gate', 'Net', 'mlp', 'cnn', 'n_params', 'init_', 'build_net', 'param_groups', 'layer_groups',
            'feature_groups']
 
 # %% ../nbs/30_nets.ipynb
@@ -63,25 +63,42 @@ def n_params(net:nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 # %% ../nbs/30_nets.ipynb
+INITS = ('default', 'xavier', 'he', 'orthogonal')
+
+def _orthogonal(shape, gen) -> torch.Tensor:
+    "A [rows, fan_in] matrix with orthonormal rows (rows ≤ fan_in) or columns, from the QR factorisation of a Gaussian."
+    rows, cols = shape[0], math.prod(shape[1:])
+    a = torch.randn(max(rows, cols), min(rows, cols), generator=gen)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r))          # the sign convention that makes Q uniform (Haar) over orthogonal matrices
+    return (q.T if rows < cols else q).reshape(shape)
+
 @torch.no_grad()
-def init_(net:nn.Module, gen:torch.Generator) -> nn.Module:
-    "Re-initialise `net` in place as PyTorch's default init would, drawing from `gen`."
+def init_(net:nn.Module, gen:torch.Generator, scheme:str='default') -> nn.Module:
+    "Re-initialise `net` in place by `scheme` (one of `INITS`; 'default' is PyTorch's default init), drawing from `gen`."
+    if scheme not in INITS: raise ValueError(f'init must be one of {list(INITS)}, got {scheme!r}')
     for m in net.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
-            b = 1 / math.sqrt(m.weight[0].numel())
-            m.weight.uniform_(-b, b, generator=gen)
-            if m.bias is not None: m.bias.uniform_(-b, b, generator=gen)
+            w = m.weight; fan_in = w[0].numel(); fan_out = w.shape[0] * w[0, 0].numel() if w.ndim > 2 else w.shape[0]
+            if scheme == 'default':
+                b = 1 / math.sqrt(fan_in); w.uniform_(-b, b, generator=gen)
+                if m.bias is not None: m.bias.uniform_(-b, b, generator=gen)
+                continue
+            if scheme == 'xavier': a = math.sqrt(6 / (fan_in + fan_out)); w.uniform_(-a, a, generator=gen)
+            elif scheme == 'he': w.normal_(0, math.sqrt(2 / fan_in), generator=gen)
+            else: w.copy_(_orthogonal(w.shape, gen))
+            if m.bias is not None: m.bias.zero_()
         elif isinstance(m, Gate): m.weight.fill_(1.)
     return net
 
 # %% ../nbs/30_nets.ipynb
 def build_net(spec:dict, n_in, n_out:int, gen:torch.Generator) -> Net:
-    "A `Net` from `spec` (`kind` 'mlp' with hidden/act/gates, or 'cnn'), initialised from `gen`."
-    spec = dict(spec); kind = spec.pop('kind')
+    "A `Net` from `spec` (`kind` 'mlp' with hidden/act/gates, or 'cnn'; `init` one of `INITS`, default 'default'), initialised from `gen`."
+    spec = dict(spec); kind, init = spec.pop('kind'), spec.pop('init', 'default')
     if kind == 'mlp': net = mlp(math.prod(n_in) if isinstance(n_in, tuple) else n_in, n_out, **spec)
     elif kind == 'cnn': net = cnn(n_out, n_in[0] if isinstance(n_in, tuple) else 3, **spec)
     else: raise ValueError(f"net kind must be 'mlp' or 'cnn', got {kind!r}")
-    return init_(net, gen)
+    return init_(net, gen, init)
 
 # %% ../nbs/30_nets.ipynb
 def param_groups(net:nn.Module) -> list[dict]:

@@ -14,10 +14,11 @@ from .core import env_info
 from .config import RunConfig, ConfigError, identity, run_dir, engine_of
 
 # %% auto 0
-__all__ = ['CKPT', 'FINAL', 'METRICS', 'DamagedFile', 'sha256', 'atomic_write', 'write_json', 'read_json', 'read_config',
-           'utc_now', 'RunLocked', 'RunLock', 'write_checkpoint', 'read_checkpoint', 'intact_checkpoint',
-           'checkpoint_step', 'write_parquet', 'flush_series', 'save_checkpoint', 'restore_checkpoint', 'summarize',
-           'read_recorded', 'Run', 'load_run', 'Recovered', 'existing_run', 'finished', 'start_member', 'finish_member']
+__all__ = ['CKPT', 'FINAL_KEYS', 'FINAL', 'METRICS', 'DamagedFile', 'sha256', 'atomic_write', 'write_json', 'read_json',
+           'read_config', 'utc_now', 'RunLocked', 'RunLock', 'write_checkpoint', 'read_checkpoint', 'intact_checkpoint',
+           'checkpoint_step', 'write_parquet', 'write_series', 'flush_series', 'save_checkpoint', 'restore_checkpoint',
+           'summarize', 'read_recorded', 'Run', 'load_run', 'Recovered', 'existing_run', 'finished', 'start_member',
+           'finish_member']
 
 # %% ../nbs/51_store.ipynb
 class DamagedFile(ValueError):
@@ -185,12 +186,17 @@ def write_parquet(path:Path, df:pd.DataFrame, **kw) -> str:
     buf = io.BytesIO(); df.to_parquet(buf, **kw)
     return atomic_write(path, buf.getvalue())
 
-def flush_series(rd:Path, meter):
-    "Write the measurements kept since the last flush as one parquet part, named by its first step."
-    if meter is None or not meter.series: return
+def write_series(rd:Path, df:pd.DataFrame):
+    "Write the rows `df` (with a `step` column) as one series part of run folder `rd`, named by its first step."
+    if not len(df): return
     (rd/'series').mkdir(exist_ok=True)
-    p = rd/'series'/f"part-{meter.series[0]['step']:010d}.parquet"
-    _note(p, write_parquet(p, pd.DataFrame(meter.series))); meter.series.clear()
+    p = rd/'series'/f"part-{int(df['step'].iloc[0]):010d}.parquet"
+    _note(p, write_parquet(p, df))
+
+def flush_series(rd:Path, meter):
+    "Write the measurements `meter` kept since the last flush as one parquet part, named by its first step."
+    if meter is None or not meter.series: return
+    write_series(rd, pd.DataFrame(meter.series)); meter.series.clear()
 
 # %% ../nbs/51_store.ipynb
 def save_checkpoint(rd:Path, st:dict, eng, s:int, cfg_d:dict):
@@ -211,6 +217,8 @@ def restore_checkpoint(rd:Path, eng, s:int, ck:dict) -> dict:
     return dict(step=ck['step'], rows=ck['rows'], elapsed=ck['elapsed'])
 
 # %% ../nbs/51_store.ipynb
+FINAL_KEYS = ('test_accuracy', 'test_accuracy_rotated', 'train_accuracy', 'train_accuracy_clean')
+
 def summarize(rows:list[dict]) -> dict:
     "Step-weighted averages over the metric rows, and the last window's values."
     if not rows: return dict(steps=0)
@@ -219,7 +227,8 @@ def summarize(rows:list[dict]) -> dict:
     return dict(steps=int(df.steps.sum()), avg_online_loss=float((df.loss * w).sum()),
                 avg_online_accuracy=float((df.accuracy * w).sum()) if df.accuracy.notna().all() else None,
                 final_window_accuracy=None if pd.isna(df.accuracy.iloc[-1]) else float(df.accuracy.iloc[-1]),
-                final_window_loss=float(df.loss.iloc[-1]))
+                final_window_loss=float(df.loss.iloc[-1]),
+                **{f'final_{k}': float(df[k].iloc[-1]) for k in FINAL_KEYS if k in df and pd.notna(df[k].iloc[-1])})
 
 # %% ../nbs/51_store.ipynb
 FINAL = ('done', 'diverged')

@@ -30,7 +30,7 @@ def paper_grid(learner:str) -> dict:
     return {k: v for k, v in PAPER_SPACE.items() if k in takes}
 
 # %% ../nbs/55_sweep.ipynb
-KEYS = ('name', 'base', 'grid', 'space', 'search', 'n', 'seeds', 'sampler_seed', 'preset', 'prune', 'batch', 'storage')
+KEYS = ('name', 'experiment', 'base', 'grid', 'space', 'search', 'n', 'seeds', 'sampler_seed', 'preset', 'prune', 'batch', 'storage')
 SEARCHES = ('grid', 'random', 'tpe')
 
 def load_sweep(spec:str|Path|dict) -> dict:
@@ -41,7 +41,7 @@ def load_sweep(spec:str|Path|dict) -> dict:
     bad = [k for k in d if k not in KEYS]
     if bad: raise ValueError(f'unknown sweep key(s) {bad}; valid: {list(KEYS)}')
     if 'name' not in d: raise ValueError('a sweep needs a name (its results go to outputs/<name>/)')
-    d = dict(dict(base={}, grid={}, space={}, search='grid', n=0, seeds=[0], sampler_seed=0, preset=None, prune=None, batch=8, storage=None), **d)
+    d = dict(dict(experiment=d['name'], base={}, grid={}, space={}, search='grid', n=0, seeds=[0], sampler_seed=0, preset=None, prune=None, batch=8, storage=None), **d)
     if d['search'] not in SEARCHES: raise ValueError(f"search must be one of {SEARCHES}, got {d['search']!r}")
     if d['search'] != 'grid' and (not d['space'] or d['n'] < 1): raise ValueError(f"a {d['search']} search needs a space and n >= 1")
     if d['search'] != 'tpe' and (d['prune'] or d['storage']): raise ValueError("prune and storage belong to search: tpe")
@@ -69,8 +69,13 @@ def _sample(space:dict, n:int, seed:int) -> list[dict]:
 def hyperparameters(spec) -> list[str]:
     "The names a sweep varies (besides the seed)."
     d = load_sweep(spec)
-    keys = d['space'] if d['search'] != 'grid' else {**(paper_grid(d['base'].get('learner', 'sgd')) if d['preset'] else {}), **d['grid']}
-    return list(keys)
+    if d['search'] != 'grid': return list(d['space'])
+    return list(dict.fromkeys(k for g in _grids(d) for k in g))
+
+def _grids(d:dict) -> list[dict]:
+    "The grids of a grid sweep: `grid` (a mapping, or a list of mappings whose products are joined), the paper preset under each."
+    pre = paper_grid(d['base'].get('learner', 'sgd')) if d['preset'] else {}
+    return [{**pre, **g} for g in (d['grid'] if isinstance(d['grid'], list) else [d['grid']])]
 
 def points(spec) -> list[RunConfig]:
     "Every run of the sweep (hyperparameter point × seed) as a validated `RunConfig`."
@@ -80,12 +85,11 @@ def points(spec) -> list[RunConfig]:
         from upgd_nb.tune import trial_points
         hps = trial_points(d)            # the points the study has asked so far
     else:
-        grid = {**(paper_grid(d['base'].get('learner', 'sgd')) if d['preset'] else {}), **d['grid']}
-        hps = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+        hps = [dict(zip(g, combo)) for g in _grids(d) for combo in itertools.product(*g.values())]
     cfgs, errors = [], []
     for hp in hps:
         for seed in d['seeds']:
-            try: cfgs.append(RunConfig.make({**d['base'], **hp, 'seed': seed, 'experiment': d['name']}))
+            try: cfgs.append(RunConfig.make({**d['base'], **hp, 'seed': seed, 'experiment': d['experiment']}))
             except ConfigError as e: errors.append(f'point {hp}, seed {seed}: {e}')
     if errors: raise ConfigError(f'{len(errors)} invalid point(s) in sweep {d["name"]!r}, e.g.\n' + '\n'.join(errors[:3]))
     return cfgs
@@ -94,9 +98,9 @@ def points(spec) -> list[RunConfig]:
 def run_row(c:RunConfig, hp:list[str]) -> dict:
     "The summary row of `c`'s run: id, status ('missing' if not started), seed, the hyperparameters `hp`, its summary numbers."
     info = read_config(run_dir(c)) or {}
-    return dict(run_id=run_dir(c).name, status=info.get('status', 'missing'), learner=c.learner, seed=c.seed,
-                **{k: getattr(c, k) for k in hp}, **info.get('summary', {}), engine=info.get('engine'),
-                population=info.get('population'), wall_s=info.get('timings', {}).get('wall_s'))
+    return {**dict(run_id=run_dir(c).name, status=info.get('status', 'missing'), learner=c.learner, seed=c.seed),
+            **{k: getattr(c, k) for k in hp}, **info.get('summary', {}), 'engine': info.get('engine'),
+            'population': info.get('population'), 'wall_s': info.get('timings', {}).get('wall_s')}
 
 def summary(spec, write:bool=True) -> pd.DataFrame:
     "One row per run of the sweep (those not started yet have status 'missing'); written to outputs/<name>/summary.parquet."
