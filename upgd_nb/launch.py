@@ -141,8 +141,10 @@ def run_summary(rds:list[Path], wall_s:float, show:int=10) -> str:
     accs = [r.summary.get('avg_online_accuracy') for r in runs]
     lines = [f"upgd-run: {len(runs)} run(s) in {fmt_s(wall_s)} (wall time), under {Path(rds[0]).parent}"]
     for r, a in list(zip(runs, accs))[:show]:
+        test = r.summary.get('final_test_accuracy')   # offline runs: the test accuracy after the last epoch
         lines.append(f"  {r.dir.name}  {r.status}  {r.summary.get('steps', 0):,} steps  avg online accuracy "
-                     f"{'—' if a is None else f'{a:.4f}'}  ({fmt_s(r.info.get('timings', {}).get('wall_s'))})")
+                     f"{'—' if a is None else f'{a:.4f}'}" + ('' if test is None else f"  final test accuracy {test:.4f}") +
+                     f"  ({fmt_s(r.info.get('timings', {}).get('wall_s'))})")
     if len(runs) > show: lines.append(f'  … and {len(runs) - show} more')
     if len(runs) > 1 and (ok := [a for a in accs if a is not None]): lines.append(f'  mean avg online accuracy over {len(ok)} runs: {sum(ok) / len(ok):.4f}')
     nb = rds[0]/'run.ipynb' if len(rds) == 1 else None
