@@ -11,6 +11,7 @@ from .core import outputs_root, get_device
 from .tasks import tasks, ALIASES
 from .nets import ACTS, INITS
 from .data import DATASETS
+from .offline_data import INPUTS
 from .learners import learners, learner_params
 from .optim import GATINGS, LAMBDA_MAPPINGS
 from .measure import parse_stats, STAT_GROUPS
@@ -97,6 +98,7 @@ class RunConfig:
     label_noise: float = P(0.0, 'offline: fraction of the training labels replaced (exactly, seeded) by another class drawn uniformly', 'offline')
     rotation: float = P(0.0, 'offline: the test split is also evaluated with each image rotated by a seeded angle uniform in ±rotation degrees (test only)', 'offline')
     probe: int = P(2000, 'offline: fixed training images on which representation drift is measured at every epoch end', 'offline')
+    inputs: str = P('unit', "offline: pixels as inputs: 'unit' [−1, 1] (every task's), 'zero_one' [0, 1] (ToTensor), 'standardize' (the training split's mean and sd)", 'offline', INPUTS)
     grad_every: int = P(1, 'offline: mini-batches between records of the per-layer gradient statistics (0: none)', 'offline')
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
@@ -248,6 +250,7 @@ def identity(c:RunConfig) -> dict:
     "What a run computes: task, network and run parameters (offline: the offline group, act and seed), the learner with its own hyperparameters, the device type."
     if c.mode == 'offline':
         off = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'offline'}
+        if off['inputs'] == 'unit': del off['inputs']   # the default keeps the ids the offline runs had before the choice existed
         return {**off, 'act': c.act, 'seed': c.seed, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type}
     d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY}
     st = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'stats'} if c.stats else {}

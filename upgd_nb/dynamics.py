@@ -12,7 +12,8 @@ from scipy import stats as sps
 from .core import outputs_root
 from .store import load_run, write_parquet
 from .sweep import points
-from .config import run_dir
+from .config import RunConfig, run_dir
+from dataclasses import asdict
 from .grad_stats import epoch_summary
 
 # %% auto 0
@@ -22,15 +23,18 @@ __all__ = ['CONFIG', 'SWEEPS', 'CURATED', 'BASELINE', 'CLAIMS', 'SEEDS_BAND', 's
            'claim7', 'claim8', 'claim9', 'claim10', 'claims_table', 'figure', 'plot_dispersion', 'plot_bands']
 
 # %% ../nbs/83_dynamics.ipynb
-CONFIG = ('depth', 'width', 'init', 'learner', 'lr', 'label_noise', 'seed')
-SWEEPS = ('depth', 'noise', 'width', 'init', 'optimizer')
+CONFIG = ('depth', 'width', 'init', 'learner', 'lr', 'label_noise', 'inputs', 'seed')
+SWEEPS = ('depth', 'noise', 'width', 'init', 'optimizer', 'inputs')
 
 def study_runs(sweep:str|Path) -> list:
     "The finished runs of a sweep file (every point must have run)."
     cs = points(sweep)
-    return [load_run(run_dir(c)) for c in dict.fromkeys(cs)]
+    return [load_run(rd) for rd in dict.fromkeys(run_dir(c) for c in cs)]
 
-def _cfg(r) -> dict: return {k: r.info['config'][k] for k in CONFIG}
+def _cfg(r) -> dict:
+    "The varied parameters of run `r` (a parameter added after the run was made: its default)."
+    d = asdict(RunConfig())
+    return {k: r.info['config'].get(k, d[k]) for k in CONFIG}
 
 def epoch_table(runs:list) -> pd.DataFrame:
     "One row per run and epoch: the configuration (`CONFIG`), the run id and the metrics row."
@@ -52,7 +56,7 @@ def grad_table(runs:list) -> pd.DataFrame:
 
 # %% ../nbs/83_dynamics.ipynb
 CURATED = 'curated/dynamics'
-BASELINE = dict(depth=4, width=256, init='default', learner='adamw', label_noise=0.0)
+BASELINE = dict(depth=4, width=256, init='default', learner='adamw', label_noise=0.0, inputs='unit')
 
 def select(df:pd.DataFrame, **kw) -> pd.DataFrame:
     "The rows of `df` whose columns equal `kw`'s values."
@@ -72,8 +76,8 @@ def curate(folder:str|Path='nbs/dynamics', out:str|Path|None=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(out/'epochs.parquet', epoch_table(rs))
     write_parquet(out/'grads.parquet', grad_table(rs))
-    base = [r for r in rs if all(_cfg(r)[k] == v for k, v in BASELINE.items())]
-    b = pd.concat([with_total(r.series).query("kind != 'bias'").assign(seed=_cfg(r)['seed'])[['seed', 'step', 'epoch', 'param', 'layer', 'norm', 'batch_accuracy']] for r in base])
+    base = [r for r in rs if all(_cfg(r)[k] == v for k, v in BASELINE.items() if k != 'inputs')]
+    b = pd.concat([with_total(r.series).query("kind != 'bias'").assign(seed=_cfg(r)['seed'], inputs=_cfg(r)['inputs'])[['inputs', 'seed', 'step', 'epoch', 'param', 'layer', 'norm', 'batch_accuracy']] for r in base])
     write_parquet(out/'batches.parquet', b.astype(dict(norm='float32', batch_accuracy='float32')))
     (out/'sweeps.json').write_text(json.dumps(dict(sweeps=ids, commits=sorted({str(r.info['env']['git']) for r in rs})), indent=1))
     return out
@@ -135,7 +139,9 @@ def combine(parts:list[dict]) -> str:
     return 'holds in part'
 
 # %% ../nbs/83_dynamics.ipynb
-def _g(G, **kw) -> pd.DataFrame: return select(G, **{**BASELINE, **kw})
+_BASE = {k: v for k, v in BASELINE.items() if k != 'inputs'}   # the claims run on tables already restricted to one `inputs`
+
+def _g(G, **kw) -> pd.DataFrame: return select(G, **{**_BASE, **kw})
 
 def _at(df, epoch=None, **kw):
     d = select(df, **kw)
@@ -159,7 +165,7 @@ def claim1(G) -> list[dict]:
             part('1c', 'log(bias / weight within-tensor variance), mean over layers and epochs', per_seed(bw, lambda g: float(np.log(g.bias / g.weight).mean())), sign=-1)]
 
 def claim2(G, E, B) -> list[dict]:
-    t = _g(G); t = t[t.kind == 'total']; e = select(E, **BASELINE)
+    t = _g(G); t = t[t.kind == 'total']; e = _e(E)
     rises = per_seed(e, lambda g: float((g.sort_values('epoch').test_accuracy.diff().iloc[1:] > 0).mean()))
     acc_sd = per_seed(B[B.param != 'total'].drop_duplicates(['seed', 'step']), lambda g: float(g.groupby('epoch').batch_accuracy.std().mean()))
     return [part('2a', 'smallest per-epoch CV of the total gradient norm across mini-batches (claimed > 0.2)', per_seed(t, lambda g: float(g.cv.min())), 'all', threshold=0.2),
@@ -204,7 +210,7 @@ def claim5(G) -> list[dict]:
             part('5b′', 'layer-0 CV across mini-batches (mean over epochs), momentum − Adam', _diff(cv(mom), cv(adam))),
             part('5c', 'log(layer-0 gradient norm Adam / SGD), mean over epochs', lr_)]
 
-def _e(E, **kw) -> pd.DataFrame: return select(E, **{**BASELINE, **kw})
+def _e(E, **kw) -> pd.DataFrame: return select(E, **{**_BASE, **kw})
 
 def claim6(E) -> list[dict]:
     last = {f: _e(E, label_noise=f).query('epoch == 15').set_index('seed').sort_index() for f in (0.0, 0.2, 0.4)}
@@ -260,12 +266,14 @@ def claim10(E) -> list[dict]:
 
 CLAIMS = {1: claim1, 2: claim2, 3: claim3, 4: claim4, 5: claim5, 6: claim6, 7: claim7, 8: claim8, 9: claim9, 10: claim10}
 
-def claims_table(t:dict) -> pd.DataFrame:
-    "Every part of every claim on the curated tables `t` (`load_curated`), with the claim's combined verdict."
+def claims_table(t:dict, inputs:str='unit', claims=None) -> pd.DataFrame:
+    "Every part of every claim (or of `claims`) on the curated tables `t` (`load_curated`) of the runs with `inputs`, with the claim's combined verdict."
+    t = {k: v[v.inputs == inputs] for k, v in t.items()}
     G, E, B = t['grads'].assign(epoch=lambda d: d.epoch + 1), t['epochs'], t['batches'].assign(epoch=lambda d: d.epoch + 1)
     args = {1: (G,), 2: (G, E, B), 3: (G,), 4: (G,), 5: (G,), 6: (E,), 7: (E,), 8: (G, E), 9: (E,), 10: (E,)}
     rows = []
     for k, fn in CLAIMS.items():
+        if claims is not None and k not in claims: continue
         ps = fn(*args[k]); v = combine(ps)
         rows += [dict(claim=k, claim_verdict=v, **p) for p in ps]
     return pd.DataFrame(rows)
@@ -281,10 +289,10 @@ def _line(ax, df, y, hue, title, log=False, ylabel=None, **kw):
     sns.lineplot(df, x='epoch', y=y, hue=hue, errorbar=SEEDS_BAND, ax=ax, palette='viridis' if df[hue].nunique() > 3 else None, **kw)
     ax.set(title=title, ylabel=ylabel or y, yscale='log' if log else 'linear')
 
-def figure(k:int, t:dict):
-    "The figure of claim `k` (1 … 10) on the curated tables `t`."
+def figure(k:int, t:dict, inputs:str='unit'):
+    "The figure of claim `k` (1 … 10) on the curated tables `t` (the runs with `inputs`)."
     import matplotlib.pyplot as plt
-    G, E, B = _tables(t)
+    G, E, B = _tables({n: v[v.inputs == inputs] for n, v in t.items()})
     fig, axs = plt.subplots(1, 2, figsize=(11, 3.4))
     a, b = axs
     if k == 1:
@@ -294,7 +302,7 @@ def figure(k:int, t:dict):
     elif k == 2:
         s0 = B[(B.seed == B.seed.min()) & (B.param == 'total')]
         a.plot(s0.step, s0.norm, lw=0.3); a.set(title=f'total gradient norm of every mini-batch (seed {B.seed.min()})', xlabel='mini-batch', ylabel='‖g‖', yscale='log')
-        e = select(E, **BASELINE)
+        e = _e(E)
         _line(b, e, 'test_accuracy', 'depth', 'test accuracy after each epoch', ylabel='test accuracy'); b.get_legend().remove()
     elif k == 3:
         tot = select(G, width=256, init='default', learner='adamw', label_noise=0.0).query("kind == 'total'")
@@ -348,11 +356,11 @@ def figure(k:int, t:dict):
     return fig
 
 # %% ../nbs/83_dynamics.ipynb
-def plot_dispersion(B:pd.DataFrame, epochs=(1, 2, 15), seed:int|None=None):
+def plot_dispersion(B:pd.DataFrame, epochs=(1, 2, 15), seed:int|None=None, inputs:str='unit'):
     "Every mini-batch's weight-gradient norm, per layer, within the given epochs (one seed of the baseline)."
     import matplotlib.pyplot as plt
     B = B.assign(epoch=B.epoch + 1) if B.epoch.min() == 0 else B
-    seed = B.seed.min() if seed is None else seed
+    B = B[B.inputs == inputs]; seed = B.seed.min() if seed is None else seed
     d = B[(B.seed == seed) & (B.param != 'total') & B.epoch.isin(epochs)]
     fig, axs = plt.subplots(1, len(epochs), figsize=(4 * len(epochs), 3.2), sharey=True)
     for ax, e in zip(np.atleast_1d(axs), epochs):
@@ -366,7 +374,7 @@ def plot_bands(G:pd.DataFrame, seed:int|None=None, **cell):
     "Per layer: the median weight-gradient norm of each epoch's mini-batches, the 5–95% quantiles as the band (one seed of a cell)."
     import matplotlib.pyplot as plt
     G = G.assign(epoch=G.epoch + 1) if G.epoch.min() == 0 else G
-    d = select(G, **{**BASELINE, **cell}).query("kind == 'weight'")
+    d = select(G, **{**BASELINE, **cell}).query("kind == 'weight'")   # `cell` may set inputs
     seed = d.seed.min() if seed is None else seed
     d = d[d.seed == seed]
     fig, ax = plt.subplots(figsize=(6, 3.4))

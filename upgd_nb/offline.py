@@ -48,7 +48,7 @@ class OfflineEngine:
     def __init__(self, cs:list[RunConfig]):
         (c,) = cs
         self.c, self.device = c, get_device(c.device)
-        self.data = d = offline_splits(c.dataset, c.seed, c.label_noise, c.rotation, c.data_root or None, self.device, c.probe, c.n_train, c.verify_data)
+        self.data = d = offline_splits(c.dataset, c.seed, c.label_noise, c.rotation, c.data_root or None, self.device, c.probe, c.n_train, c.verify_data, c.inputs)
         per, _ = offline_steps(c)
         n_in = d['train_x'][0].numel()
         self.stream = Epochs(f'{c.dataset} (offline)', n_in, d['n_classes'], per)

@@ -11,7 +11,7 @@ from .core import generator
 from .data import DATASETS, load, to_unit
 
 # %% auto 0
-__all__ = ['label_noise', 'rotate', 'epoch_batches', 'probe_indices', 'offline_splits']
+__all__ = ['INPUTS', 'label_noise', 'rotate', 'epoch_batches', 'probe_indices', 'scale_inputs', 'offline_splits']
 
 # %% ../nbs/21_offline_data.ipynb
 def label_noise(y:torch.Tensor, fraction:float, n_classes:int, seed:int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,11 +52,25 @@ def probe_indices(n_train:int, n:int, seed:int) -> torch.Tensor:
     return torch.randperm(n_train, generator=generator(seed, 'probe'))[:min(n, n_train)]
 
 # %% ../nbs/21_offline_data.ipynb
+INPUTS = ('unit', 'zero_one', 'standardize')
+
+def scale_inputs(x:torch.Tensor, how:str='unit', ref:torch.Tensor|None=None) -> torch.Tensor:
+    "uint8 pixels (or float pixels in 0 … 255) as network inputs: 'unit' [−1, 1], 'zero_one' [0, 1], 'standardize' by `ref`'s pixel mean and sd."
+    if how not in INPUTS: raise ValueError(f'inputs must be one of {list(INPUTS)}, got {how!r}')
+    z = x.float() / 255
+    if how == 'unit': return (z - 0.5) / 0.5
+    if how == 'zero_one': return z
+    r = (x if ref is None else ref).float() / 255
+    return (z - r.mean()) / r.std()
+
+# %% ../nbs/21_offline_data.ipynb
 def offline_splits(name:str='mnist', seed:int=0, label_noise_fraction:float=0.0, rotation:float=0.0, root=None, device='cpu',
                    probe:int=2000, # training images in the drift probe sample
                    n_train:int=0, # train on a seeded subset of this many training images (0: all of them)
-                   verify:bool=True) -> dict:
-    "Train and test splits of `name` as network inputs in [−1, 1] (`to_unit`): noisy and clean train labels, the test images unrotated and rotated (test only), the probe indices."
+                   verify:bool=True,
+                   inputs:str='unit', # the scaling of the pixels (`INPUTS`); 'standardize' uses the training split's statistics
+                  ) -> dict:
+    "Train and test splits of `name` as network inputs (`scale_inputs`): noisy and clean train labels, the test images unrotated and rotated (test only), the probe indices."
     n_classes = DATASETS[name].n_classes
     xtr, ytr = load(name, 'train', root, verify=verify); xte, yte = load(name, 'test', root, verify=verify)
     if n_train:
@@ -66,6 +80,7 @@ def offline_splits(name:str='mnist', seed:int=0, label_noise_fraction:float=0.0,
     noisy, mask = label_noise(ytr, label_noise_fraction, n_classes, seed)
     xte_r, angles = rotate(xte, rotation, seed)
     dev = lambda t: t.to(device)
-    return dict(train_x=dev(to_unit(xtr)), train_y=dev(noisy), train_y_clean=dev(ytr), noisy=dev(mask),
-                test_x=dev(to_unit(xte)), test_y=dev(yte), test_x_rotated=dev(to_unit(xte_r)) if rotation else None, test_angles=angles,
+    sc = lambda x: dev(scale_inputs(x, inputs, xtr))
+    return dict(train_x=sc(xtr), train_y=dev(noisy), train_y_clean=dev(ytr), noisy=dev(mask),
+                test_x=sc(xte), test_y=dev(yte), test_x_rotated=sc(xte_r) if rotation else None, test_angles=angles,
                 probe=dev(probe_indices(len(xtr), probe, seed)), n_classes=n_classes)
