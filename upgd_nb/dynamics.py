@@ -23,8 +23,8 @@ __all__ = ['CONFIG', 'SWEEPS', 'CURATED', 'BASELINE', 'CLAIMS', 'SEEDS_BAND', 's
            'claim7', 'claim8', 'claim9', 'claim10', 'claims_table', 'figure', 'plot_dispersion', 'plot_bands']
 
 # %% ../nbs/83_dynamics.ipynb
-CONFIG = ('depth', 'width', 'init', 'learner', 'lr', 'label_noise', 'inputs', 'seed')
-SWEEPS = ('depth', 'noise', 'width', 'init', 'optimizer', 'inputs')
+CONFIG = ('depth', 'width', 'init', 'learner', 'lr', 'label_noise', 'inputs', 'epochs', 'seed')
+SWEEPS = ('depth', 'noise', 'width', 'init', 'optimizer', 'inputs', 'noise60')
 
 def study_runs(sweep:str|Path) -> list:
     "The finished runs of a sweep file (every point must have run)."
@@ -77,7 +77,7 @@ def curate(folder:str|Path='nbs/dynamics', out:str|Path|None=None) -> Path:
     write_parquet(out/'epochs.parquet', epoch_table(rs))
     write_parquet(out/'grads.parquet', grad_table(rs))
     base = [r for r in rs if all(_cfg(r)[k] == v for k, v in BASELINE.items() if k != 'inputs')]
-    b = pd.concat([with_total(r.series).query("kind != 'bias'").assign(seed=_cfg(r)['seed'], inputs=_cfg(r)['inputs'])[['inputs', 'seed', 'step', 'epoch', 'param', 'layer', 'norm', 'batch_accuracy']] for r in base])
+    b = pd.concat([with_total(r.series).query("kind != 'bias'").assign(seed=_cfg(r)['seed'], inputs=_cfg(r)['inputs'], epochs=_cfg(r)['epochs'])[['inputs', 'epochs', 'seed', 'step', 'epoch', 'param', 'layer', 'norm', 'batch_accuracy']] for r in base])
     write_parquet(out/'batches.parquet', b.astype(dict(norm='float32', batch_accuracy='float32')))
     (out/'sweeps.json').write_text(json.dumps(dict(sweeps=ids, commits=sorted({str(r.info['env']['git']) for r in rs})), indent=1))
     return out
@@ -212,15 +212,17 @@ def claim5(G) -> list[dict]:
 
 def _e(E, **kw) -> pd.DataFrame: return select(E, **{**_BASE, **kw})
 
+def _final(d:pd.DataFrame) -> pd.DataFrame: return d[d.epoch == d.epoch.max()]   # the last epoch of the runs (15, the notes' horizon)
+
 def claim6(E) -> list[dict]:
-    last = {f: _e(E, label_noise=f).query('epoch == 15').set_index('seed').sort_index() for f in (0.0, 0.2, 0.4)}
+    last = {f: _e(E, label_noise=f).pipe(_final).set_index('seed').sort_index() for f in (0.0, 0.2, 0.4)}
     gap = {f: last[f].train_accuracy - last[f].test_accuracy for f in last}
     mono = pd.Series({s: float(gap[0.0][s] < gap[0.2][s] < gap[0.4][s]) for s in gap[0.0].index})
     falls = pd.Series({s: float(min((select(_e(E, label_noise=f), seed=s).sort_values('epoch').train_loss.diff().iloc[1:] < 0).mean() for f in last)) for s in gap[0.0].index})
-    return [part('6a', 'train accuracy against the noisy labels at 40% noise, epoch 15', last[0.4].train_accuracy, 'report'),
-            part('6a′', 'train accuracy against the clean labels at 40% noise, epoch 15', last[0.4].train_accuracy_clean, 'report'),
-            part('6b', 'test accuracy, 40% − 0% noise, epoch 15', last[0.4].test_accuracy - last[0.0].test_accuracy, sign=-1),
-            part('6c', 'train (noisy labels) − test accuracy gap, 40% − 0%, epoch 15', gap[0.4] - gap[0.0]),
+    return [part('6a', 'train accuracy against the noisy labels at 40% noise, last epoch', last[0.4].train_accuracy, 'report'),
+            part('6a′', 'train accuracy against the clean labels at 40% noise, last epoch', last[0.4].train_accuracy_clean, 'report'),
+            part('6b', 'test accuracy, 40% − 0% noise, last epoch', last[0.4].test_accuracy - last[0.0].test_accuracy, sign=-1),
+            part('6c', 'train (noisy labels) − test accuracy gap, 40% − 0%, last epoch', gap[0.4] - gap[0.0]),
             part('6c′', 'gap monotone 0% < 20% < 40% (per seed)', mono, 'all', threshold=1.),
             part('6d', 'fraction of epochs 2–15 in which the training loss falls (the worst noise level)', falls, 'all', threshold=1.)]
 
@@ -228,7 +230,7 @@ def claim7(E) -> list[dict]:
     col = f"drift_l{BASELINE['depth']}"
     d = {f: _e(E, label_noise=f).pivot_table(index='seed', columns='epoch', values=col) for f in (0.0, 0.4)}
     diff = (1 - d[0.4]) - (1 - d[0.0])
-    return [part('7a', 'drift (1 − mean cosine to init) of the last hidden layer, 40% − 0%, epoch 15', diff[15]),
+    return [part('7a', 'drift (1 − mean cosine to init) of the last hidden layer, 40% − 0%, last epoch', diff[diff.columns.max()]),
             part('7a′', 'fraction of epochs in which the noisy run has drifted further', (diff > 0).mean(axis=1), 'report')]
 
 def claim8(G, E) -> list[dict]:
@@ -245,30 +247,30 @@ def claim8(G, E) -> list[dict]:
 def claim9(E) -> list[dict]:
     w = select(E, depth=4, init='default', learner='adamw', label_noise=0.4)
     rho = lambda ep: per_seed(w[w.epoch == ep], lambda g: float(sps.spearmanr(g.width, g.train_accuracy).statistic))
-    last = w[w.epoch == 15].assign(gap=lambda d: d.train_accuracy - d.test_accuracy).pivot_table(index='seed', columns='width', values='gap')
+    last = _final(w).assign(gap=lambda d: d.train_accuracy - d.test_accuracy).pivot_table(index='seed', columns='width', values='gap')
     ws = sorted(last.columns); d = [last[b] - last[a] for a, b in zip(ws, ws[1:])]
     ivs = [seed_interval(x) for x in d]
     sig = [0 if iv['lo'] <= 0 <= iv['hi'] else int(np.sign(iv['mean'])) for iv in ivs]
     turn = any(a * b < 0 for a, b in zip(sig, sig[1:]))
     mono = all(s == sig[0] != 0 for s in sig)
     parts = [part(f'9a{"′" * k}', f'Spearman ρ(width, train accuracy), epoch {ep}', rho(ep)) for k, ep in enumerate((1, 5, 15))]
-    parts += [part(f'9b·{a}→{b}', f'gap change from width {a} to {b}, epoch 15', x, 'report') for a, b, x in zip(ws, ws[1:], d)]
+    parts += [part(f'9b·{a}→{b}', f'gap change from width {a} to {b}, last epoch', x, 'report') for a, b, x in zip(ws, ws[1:], d)]
     v = 'holds' if turn else 'does not hold' if mono else 'not shown'
     parts.append(dict(part='9b', what='gap non-monotonic in width (adjacent changes of opposite sign, both intervals excluding 0)', rule='direction',
                       sign=0, threshold=0., verdict=v, mean=float('nan'), lo=float('nan'), hi=float('nan'), n=len(last), per_seed=sig))
     return parts
 
 def claim10(E) -> list[dict]:
-    last = {f: _e(E, label_noise=f).query('epoch == 15').set_index('seed').sort_index() for f in (0.0, 0.4)}
+    last = {f: _e(E, label_noise=f).pipe(_final).set_index('seed').sort_index() for f in (0.0, 0.4)}
     pen = {f: last[f].test_accuracy - last[f].test_accuracy_rotated for f in last}
-    return [part('10a', 'rotated (±30°) test accuracy, 40% − 0% noise, epoch 15', last[0.4].test_accuracy_rotated - last[0.0].test_accuracy_rotated, sign=-1),
+    return [part('10a', 'rotated (±30°) test accuracy, 40% − 0% noise, last epoch', last[0.4].test_accuracy_rotated - last[0.0].test_accuracy_rotated, sign=-1),
             part('10b', 'rotation penalty (unrotated − rotated test accuracy), 40% − 0%', pen[0.4] - pen[0.0])]
 
 CLAIMS = {1: claim1, 2: claim2, 3: claim3, 4: claim4, 5: claim5, 6: claim6, 7: claim7, 8: claim8, 9: claim9, 10: claim10}
 
-def claims_table(t:dict, inputs:str='unit', claims=None) -> pd.DataFrame:
-    "Every part of every claim (or of `claims`) on the curated tables `t` (`load_curated`) of the runs with `inputs`, with the claim's combined verdict."
-    t = {k: v[v.inputs == inputs] for k, v in t.items()}
+def claims_table(t:dict, inputs:str='unit', claims=None, epochs:int=15) -> pd.DataFrame:
+    "Every part of every claim (or of `claims`) on the curated tables `t` (`load_curated`) of the runs with `inputs` and `epochs`, with the claim's combined verdict."
+    t = {k: v[(v.inputs == inputs) & (v.epochs == epochs)] for k, v in t.items()}
     G, E, B = t['grads'].assign(epoch=lambda d: d.epoch + 1), t['epochs'], t['batches'].assign(epoch=lambda d: d.epoch + 1)
     args = {1: (G,), 2: (G, E, B), 3: (G,), 4: (G,), 5: (G,), 6: (E,), 7: (E,), 8: (G, E), 9: (E,), 10: (E,)}
     rows = []
@@ -289,10 +291,10 @@ def _line(ax, df, y, hue, title, log=False, ylabel=None, **kw):
     sns.lineplot(df, x='epoch', y=y, hue=hue, errorbar=SEEDS_BAND, ax=ax, palette='viridis' if df[hue].nunique() > 3 else None, **kw)
     ax.set(title=title, ylabel=ylabel or y, yscale='log' if log else 'linear')
 
-def figure(k:int, t:dict, inputs:str='unit'):
+def figure(k:int, t:dict, inputs:str='unit', epochs:int=15):
     "The figure of claim `k` (1 … 10) on the curated tables `t` (the runs with `inputs`)."
     import matplotlib.pyplot as plt
-    G, E, B = _tables({n: v[v.inputs == inputs] for n, v in t.items()})
+    G, E, B = _tables({n: v[(v.inputs == inputs) & (v.epochs == epochs)] for n, v in t.items()})
     fig, axs = plt.subplots(1, 2, figsize=(11, 3.4))
     a, b = axs
     if k == 1:
@@ -329,9 +331,9 @@ def figure(k:int, t:dict, inputs:str='unit'):
         e = pd.concat([_e(E, label_noise=f) for f in (0.0, 0.2, 0.4)])
         e = e.assign(**{f'drift {i}': 1 - e[f'drift_l{i}'] for i in range(1, BASELINE['depth'] + 1)})
         _line(a, e, f"drift {BASELINE['depth']}", 'label_noise', 'last hidden layer: 1 − cosine to init', ylabel='drift')
-        last = e[e.epoch == 15].melt(id_vars=['seed', 'label_noise'], value_vars=[f'drift {i}' for i in range(1, BASELINE['depth'] + 1)], var_name='layer')
+        last = _final(e).melt(id_vars=['seed', 'label_noise'], value_vars=[f'drift {i}' for i in range(1, BASELINE['depth'] + 1)], var_name='layer')
         import seaborn as sns
-        sns.barplot(last, x='layer', y='value', hue='label_noise', errorbar=SEEDS_BAND, ax=b); b.set(title='every hidden layer, epoch 15', ylabel='drift')
+        sns.barplot(last, x='layer', y='value', hue='label_noise', errorbar=SEEDS_BAND, ax=b); b.set(title='every hidden layer, last epoch', ylabel='drift')
     elif k == 8:
         l0 = pd.concat([_g(G, label_noise=f) for f in (0.0, 0.4)]).query("kind == 'weight' and layer == 0")
         _line(a, l0, 'var_mean', 'label_noise', 'layer-0 within-tensor gradient variance', log=True, ylabel='variance of the entries')
@@ -340,15 +342,15 @@ def figure(k:int, t:dict, inputs:str='unit'):
     elif k == 9:
         w = select(E, depth=4, init='default', learner='adamw', label_noise=0.4)
         _line(a, w, 'train_accuracy', 'width', 'train accuracy (noisy labels), 40% noise', ylabel='accuracy')
-        last = w[w.epoch == 15].assign(gap=lambda d: d.train_accuracy - d.test_accuracy)
+        last = _final(w).assign(gap=lambda d: d.train_accuracy - d.test_accuracy)
         import seaborn as sns
         sns.pointplot(last, x='width', y='gap', errorbar=SEEDS_BAND, ax=b); sns.stripplot(last, x='width', y='gap', color='k', size=4, ax=b)
-        b.set(title='train − test gap at epoch 15', ylabel='gap')
+        b.set(title='train − test gap, last epoch', ylabel='gap')
     elif k == 10:
-        last = pd.concat([_e(E, label_noise=f) for f in (0.0, 0.4)]).query('epoch == 15')
+        last = pd.concat([_e(E, label_noise=f) for f in (0.0, 0.4)]).pipe(_final)
         m = last.melt(id_vars=['seed', 'label_noise'], value_vars=['test_accuracy', 'test_accuracy_rotated'], var_name='test set')
         import seaborn as sns
-        sns.barplot(m, x='label_noise', y='value', hue='test set', errorbar=SEEDS_BAND, ax=a); a.set(title='test accuracy, epoch 15', ylabel='accuracy', ylim=(0.5, 1))
+        sns.barplot(m, x='label_noise', y='value', hue='test set', errorbar=SEEDS_BAND, ax=a); a.set(title='test accuracy, last epoch', ylabel='accuracy', ylim=(0.5, 1))
         e = pd.concat([_e(E, label_noise=f) for f in (0.0, 0.4)]); e = e.assign(penalty=e.test_accuracy - e.test_accuracy_rotated)
         _line(b, e, 'penalty', 'label_noise', 'rotation penalty (unrotated − rotated)', ylabel='accuracy points')
     else: raise ValueError(f'claims are 1 … 10, got {k}')
@@ -360,7 +362,7 @@ def plot_dispersion(B:pd.DataFrame, epochs=(1, 2, 15), seed:int|None=None, input
     "Every mini-batch's weight-gradient norm, per layer, within the given epochs (one seed of the baseline)."
     import matplotlib.pyplot as plt
     B = B.assign(epoch=B.epoch + 1) if B.epoch.min() == 0 else B
-    B = B[B.inputs == inputs]; seed = B.seed.min() if seed is None else seed
+    B = B[(B.inputs == inputs) & (B.epochs == 15)]; seed = B.seed.min() if seed is None else seed
     d = B[(B.seed == seed) & (B.param != 'total') & B.epoch.isin(epochs)]
     fig, axs = plt.subplots(1, len(epochs), figsize=(4 * len(epochs), 3.2), sharey=True)
     for ax, e in zip(np.atleast_1d(axs), epochs):
@@ -374,7 +376,7 @@ def plot_bands(G:pd.DataFrame, seed:int|None=None, **cell):
     "Per layer: the median weight-gradient norm of each epoch's mini-batches, the 5–95% quantiles as the band (one seed of a cell)."
     import matplotlib.pyplot as plt
     G = G.assign(epoch=G.epoch + 1) if G.epoch.min() == 0 else G
-    d = select(G, **{**BASELINE, **cell}).query("kind == 'weight'")   # `cell` may set inputs
+    d = select(G, **{**BASELINE, 'epochs': 15, **cell}).query("kind == 'weight'")   # `cell` may set inputs
     seed = d.seed.min() if seed is None else seed
     d = d[d.seed == seed]
     fig, ax = plt.subplots(figsize=(6, 3.4))
