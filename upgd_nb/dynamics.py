@@ -64,12 +64,12 @@ def select(df:pd.DataFrame, **kw) -> pd.DataFrame:
     for k, v in kw.items(): m &= (df[k] == v).to_numpy()
     return df[m]
 
-def curate(folder:str|Path='nbs/dynamics', out:str|Path|None=None) -> Path:
-    "Read every study sweep of `folder` and write the curated tables to `out` (default outputs/curated/dynamics)."
+def curate(folder:str|Path='nbs/dynamics', out:str|Path|None=None, sweeps=SWEEPS) -> Path:
+    "Read the study sweeps `sweeps` of `folder` and write the curated tables to `out` (default outputs/curated/dynamics)."
     import json
     out = Path(out) if out else outputs_root()/CURATED
     runs, ids = {}, {}
-    for name in SWEEPS:
+    for name in sweeps:
         rs = study_runs(Path(folder)/f'{name}.yaml')
         ids[name] = [r.dir.name for r in rs]; runs.update({r.dir.name: r for r in rs})
     rs = list(runs.values())
@@ -310,7 +310,7 @@ def figure(k:int, t:dict, inputs:str='unit', epochs:int=15):
         tot = select(G, width=256, init='default', learner='adamw', label_noise=0.0).query("kind == 'total'")
         _line(a, tot, 'norm_mean', 'depth', 'total gradient norm by depth', log=True, ylabel='‖g‖')
         w = select(G, width=256, init='default', learner='adamw', label_noise=0.0).query("kind == 'weight'")
-        r = w.groupby(['depth', 'seed', 'epoch']).apply(lambda g: g[g.layer == 0].mean_abs_mean.item() / g[g.layer == g.depth.iloc[0] - 1].mean_abs_mean.item(), include_groups=False).rename('ratio').reset_index()
+        r = w.groupby(['depth', 'seed', 'epoch']).apply(lambda g: g[g.layer == 0].mean_abs_mean.item() / g[g.layer == g.name[0] - 1].mean_abs_mean.item(), include_groups=False).rename('ratio').reset_index()
         _line(b, r, 'ratio', 'depth', 'mean |g|: layer 0 / last hidden layer', log=True, ylabel='ratio')
     elif k == 4:
         l0 = select(G, depth=8, width=256, learner='adamw', label_noise=0.0).query("kind == 'weight' and layer == 0")
