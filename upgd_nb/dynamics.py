@@ -76,7 +76,7 @@ def curate(folder:str|Path='nbs/dynamics', out:str|Path|None=None, sweeps=SWEEPS
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(out/'epochs.parquet', epoch_table(rs))
     write_parquet(out/'grads.parquet', grad_table(rs))
-    base = [r for r in rs if all(_cfg(r)[k] == v for k, v in BASELINE.items() if k != 'inputs')]
+    base = [r for r in rs if all(_cfg(r)[k] == v for k, v in BASELINE.items() if k != 'inputs') and _cfg(r)['epochs'] == 15]
     b = pd.concat([with_total(r.series).query("kind != 'bias'").assign(seed=_cfg(r)['seed'], inputs=_cfg(r)['inputs'], epochs=_cfg(r)['epochs'])[['inputs', 'epochs', 'seed', 'step', 'epoch', 'param', 'layer', 'norm', 'batch_accuracy']] for r in base])
     write_parquet(out/'batches.parquet', b.astype(dict(norm='float32', batch_accuracy='float32')))
     (out/'sweeps.json').write_text(json.dumps(dict(sweeps=ids, commits=sorted({str(r.info['env']['git']) for r in rs})), indent=1))
