@@ -13,6 +13,7 @@ from .nets import ACTS, INITS
 from .data import DATASETS
 from .offline_data import INPUTS
 from .learners import learners, learner_params
+from .local import CREDITS, SCHEDULES   # registers the `local` learner (local losses on a residual MLP)
 from .optim import GATINGS, LAMBDA_MAPPINGS
 from .measure import parse_stats, STAT_GROUPS
 from .population import flat_unsupported, fused
@@ -35,7 +36,7 @@ class RunConfig:
     task: str = P('input_permuted_mnist', 'the stream (upgd_nb.tasks) or an alias: mnist, emnist, emnist_letters, cifar10', 'task')
     n_steps: int = P(1_000_000, 'number of online steps (samples), batch size 1', 'task')
     change_freq: int = P(0, "steps per task; 0 keeps the paper's value for the task", 'task')
-    net: str = P('auto', "'auto' (the paper's network for the task), 'mlp' or 'cnn'", 'network', ('auto', 'mlp', 'cnn'))
+    net: str = P('auto', "'auto' (the paper's network for the task), 'mlp' or 'cnn'; offline also 'residual_mlp' (depth blocks of width, upgd_nb.nets)", 'network', ('auto', 'mlp', 'cnn', 'residual_mlp'))
     hidden: str = P('', "hidden widths of an MLP, e.g. '300,150'; '' keeps the paper's", 'network')
     act: str = P('', "hidden activation of an MLP ('' keeps the paper's): " + ', '.join(ACTS), 'network', ('',) + tuple(ACTS))
     learner: str = P('sgd', 'the method (upgd_nb.learners)', 'learner')
@@ -82,6 +83,9 @@ class RunConfig:
     curvature_every: int = P(1, 'steps between input-curvature measurements (curvature-gated learners)', 'learner')
     curvature_probes: int = P(5, 'Rademacher probes per input-curvature measurement', 'learner')
     curvature_h: float = P(1e-3, 'finite-difference step h of the input curvature', 'learner')
+    credit: str = P('bp', "the local learner's credit of every block: 'bp', 'fa' (feedback alignment) or 'dfa' (direct feedback alignment) (upgd_nb.credit)", 'learner', CREDITS)
+    train_blocks: int = P(-1, 'the local learner trains only the last train_blocks blocks, the others frozen at initialisation (-1: all)', 'learner')
+    schedule: str = P('cosine', "the local learner's step size over the run: 'cosine' (from lr to 0) or 'constant'", 'learner', SCHEDULES)
     curvature_estimator: str = P('fork', "input curvature: 'fork' (unsquared, h-scaled, batch mean) or 'garg' (squared, /h², per sample)", 'learner', ('fork', 'garg'))
     stats: str = P('', "statistics schedule 'group:N,…' measured every N steps (upgd_nb.measure): " + ', '.join(STAT_GROUPS), 'stats')
     stats_probe: int = P(256, 'size of the probe set of the units and hessian statistics', 'stats')
@@ -100,6 +104,7 @@ class RunConfig:
     probe: int = P(2000, 'offline: fixed training images on which representation drift is measured at every epoch end', 'offline')
     inputs: str = P('unit', "offline: pixels as inputs: 'unit' [−1, 1] (every task's), 'zero_one' [0, 1] (ToTensor), 'standardize' (the training split's mean and sd)", 'offline', INPUTS)
     grad_every: int = P(1, 'offline: mini-batches between records of the per-layer gradient statistics (0: none)', 'offline')
+    block_width: int = P(0, "offline, net='residual_mlp': hidden width of each block's branch (0: width)", 'offline')
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
     engine: str = P('auto', "'flat' (populations over flat buffers: every learner but cbp, redo, the curvature-gated ones, second-order and feature-wise upgd; MLPs and the CNN; statistics per member), 'module' (every learner, statistics), 'auto' (flat where it applies, unless a finished module-engine run of the config exists)", 'engine', ('auto', 'flat', 'module'))
@@ -193,13 +198,25 @@ def offline_steps(c) -> tuple[int, int]:
     per = -(-n // c.batch_size)
     return per, c.epochs * per
 
+def _residual_errors(c) -> list[str]:
+    "The residual MLP and the local learner: offline, each other's only where it must, GELU, a block count the ladder can train."
+    e, res = [], c.net == 'residual_mlp'
+    if c.learner == 'local' and not res: e.append("learner 'local' trains net='residual_mlp' (offline mode)")
+    if res and c.act: e.append(f"act applies to an MLP: the residual_mlp's branches use GELU, got act={c.act!r}")
+    if c.block_width < 0: e.append(f'block_width must be >= 0 (0: width), got {c.block_width}')
+    if c.block_width and not res: e.append("block_width applies to net='residual_mlp'")
+    if not -1 <= c.train_blocks <= (c.depth if res else 10**9): e.append(f'train_blocks must be in -1 … {c.depth} (the depth blocks; -1: all), got {c.train_blocks}')
+    return e
+
 def _mode_errors(c) -> list[str]:
     f0 = {f.name: f.default for f in fields(c)}
     if c.mode == 'online':
         bad = [f.name for f in fields(c) if f.metadata['group'] == 'offline' and f.name != 'mode' and getattr(c, f.name) != f.default]
+        bad += ['net'] if c.net == 'residual_mlp' else []
         return [f"{', '.join(bad)}: offline parameter(s), for mode='offline' only"] if bad else []
-    bad = [k for k in _ONLINE_ONLY if getattr(c, k) != f0[k]] + (['net'] if c.net not in ('auto', 'mlp') else [])
-    e = [f"{', '.join(bad)}: online parameter(s); mode='offline' trains an MLP of depth × width on dataset"] if bad else []
+    bad = [k for k in _ONLINE_ONLY if getattr(c, k) != f0[k]] + (['net'] if c.net == 'cnn' else [])
+    e = [f"{', '.join(bad)}: online parameter(s); mode='offline' trains an MLP or a residual MLP of depth × width on dataset"] if bad else []
+    e += _residual_errors(c)
     for k in ('epochs', 'batch_size', 'width', 'probe'):
         if getattr(c, k) < 1: e.append(f'{k} must be >= 1, got {getattr(c, k)}')
     if c.depth < 0: e.append(f'depth must be >= 0 (0: a linear model), got {c.depth}')
@@ -251,6 +268,8 @@ def identity(c:RunConfig) -> dict:
     if c.mode == 'offline':
         off = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'offline'}
         if off['inputs'] == 'unit': del off['inputs']   # the default keeps the ids the offline runs had before the choice existed
+        if off['block_width'] == 0: del off['block_width']   # (the same for the residual MLP's branch width)
+        if c.net == 'residual_mlp': off['net'] = c.net
         return {**off, 'act': c.act, 'seed': c.seed, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type}
     d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY}
     st = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'stats'} if c.stats else {}
@@ -269,8 +288,8 @@ def run_dir(c:RunConfig) -> Path:
 
 # %% ../nbs/50_config.ipynb
 def net_kind(c:RunConfig) -> str:
-    "The network kind of `c` without loading any data: `net`, or the task's paper network for 'auto' (offline: an MLP)."
-    if c.mode == 'offline': return 'mlp'
+    "The network kind of `c` without loading any data: `net`, or the task's paper network for 'auto' (offline: an MLP or the residual MLP)."
+    if c.mode == 'offline': return 'residual_mlp' if c.net == 'residual_mlp' else 'mlp'
     return c.net if c.net != 'auto' else ('cnn' if c.task == 'label_permuted_cifar10' else 'mlp')
 
 def flat_reason(c:RunConfig) -> str|None:

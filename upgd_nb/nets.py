@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 # %% auto 0
-__all__ = ['ACTS', 'INITS', 'Gate', 'Net', 'mlp', 'cnn', 'n_params', 'init_', 'build_net', 'param_groups', 'layer_groups',
-           'feature_groups']
+__all__ = ['ACTS', 'INITS', 'NET_KINDS', 'Gate', 'Net', 'mlp', 'cnn', 'n_params', 'init_', 'Block', 'ResidualMLP', 'residual_mlp',
+           'build_net', 'param_groups', 'layer_groups', 'feature_groups']
 
 # %% ../nbs/30_nets.ipynb
 class Gate(nn.Module):
@@ -92,12 +92,49 @@ def init_(net:nn.Module, gen:torch.Generator, scheme:str='default') -> nn.Module
     return net
 
 # %% ../nbs/30_nets.ipynb
-def build_net(spec:dict, n_in, n_out:int, gen:torch.Generator) -> Net:
-    "A `Net` from `spec` (`kind` 'mlp' with hidden/act/gates, or 'cnn'; `init` one of `INITS`, default 'default'), initialised from `gen`."
+class Block(nn.Module):
+    "One residual branch f(h) = W₂ GELU(W₁ LN(h) + b₁) + b₂ (the caller adds h)."
+    def __init__(self, d:int, k:int):
+        super().__init__()
+        self.norm, self.fc1, self.fc2 = nn.LayerNorm(d), nn.Linear(d, k), nn.Linear(k, d)
+    def forward(self, h): return self.fc2(nn.functional.gelu(self.fc1(self.norm(h))))
+
+class ResidualMLP(nn.Module):
+    "Embedding → `blocks` pre-LN residual blocks → LayerNorm → head; `forward(x, acts=True)` also returns the states h₀ … h_L."
+    def __init__(self, n_in:int, n_out:int, width:int=256, blocks:int=4, block_width:int=0, branch_std:float=0.01):
+        super().__init__()
+        self.embed, self.norm, self.head = nn.Linear(n_in, width), nn.LayerNorm(width), nn.Linear(width, n_out)
+        self.blocks = nn.ModuleList(Block(width, block_width or width) for _ in range(blocks))
+        self.branch_std = branch_std
+    def states(self, x) -> list[torch.Tensor]:
+        "h₀ = embed(x), h_l = h_{l−1} + f_l(h_{l−1})."
+        hs = [self.embed(x.flatten(1))]
+        for b in self.blocks: hs.append(hs[-1] + b(hs[-1]))
+        return hs
+    def forward(self, x, acts:bool=False):
+        hs = self.states(x); out = self.head(self.norm(hs[-1]))
+        return (out, hs) if acts else out
+    @torch.no_grad()
+    def small_branches_(self, gen:torch.Generator):
+        "W₂ ~ N(0, branch_std²), b₂ = 0 in every block, drawn from `gen` in block order."
+        for b in self.blocks: b.fc2.weight.normal_(0, self.branch_std, generator=gen); b.fc2.bias.zero_()
+        return self
+
+def residual_mlp(n_in:int, n_out:int, width:int=256, blocks:int=4, block_width:int=0, branch_std:float=0.01) -> ResidualMLP:
+    "The residual MLP of the local-learning notes (initialise it with `build_net` or `init_` then `small_branches_`)."
+    return ResidualMLP(n_in, n_out, width, blocks, block_width, branch_std)
+
+# %% ../nbs/30_nets.ipynb
+NET_KINDS = ('mlp', 'cnn', 'residual_mlp')
+
+def build_net(spec:dict, n_in, n_out:int, gen:torch.Generator) -> nn.Module:
+    "A net from `spec` (`kind` one of `NET_KINDS`: 'mlp' with hidden/act/gates, 'cnn', or 'residual_mlp' with width/blocks/block_width/branch_std; `init` one of `INITS`, default 'default'), initialised from `gen`."
     spec = dict(spec); kind, init = spec.pop('kind'), spec.pop('init', 'default')
-    if kind == 'mlp': net = mlp(math.prod(n_in) if isinstance(n_in, tuple) else n_in, n_out, **spec)
+    flat = math.prod(n_in) if isinstance(n_in, tuple) else n_in
+    if kind == 'mlp': net = mlp(flat, n_out, **spec)
     elif kind == 'cnn': net = cnn(n_out, n_in[0] if isinstance(n_in, tuple) else 3, **spec)
-    else: raise ValueError(f"net kind must be 'mlp' or 'cnn', got {kind!r}")
+    elif kind == 'residual_mlp': return init_(residual_mlp(flat, n_out, **spec), gen, init).small_branches_(gen)
+    else: raise ValueError(f"net kind must be one of {list(NET_KINDS)}, got {kind!r}")
     return init_(net, gen, init)
 
 # %% ../nbs/30_nets.ipynb

@@ -19,7 +19,7 @@ from .store import write_series
 from .engine import ModuleEngine, FlatEngine
 
 # %% auto 0
-__all__ = ['ENGINES', 'Epochs', 'score', 'OfflineEngine', 'make_engine']
+__all__ = ['ENGINES', 'Epochs', 'score', 'net_spec', 'OfflineEngine', 'make_engine']
 
 # %% ../nbs/52a_offline.ipynb
 class Epochs:
@@ -43,6 +43,12 @@ def score(net, X:torch.Tensor, Y:torch.Tensor, chunk:int=10_000) -> tuple[float,
     return float(F.cross_entropy(out, Y)), float((pred == Y).float().mean()), pred
 
 # %% ../nbs/52a_offline.ipynb
+def net_spec(c:RunConfig) -> dict:
+    "The `build_net` spec of offline config `c`: an MLP of depth × width, or the residual MLP of depth blocks of width."
+    if c.net == 'residual_mlp': return dict(kind='residual_mlp', width=c.width, blocks=c.depth, block_width=c.block_width, init=c.init)
+    return dict(kind='mlp', hidden=(c.width,) * c.depth, act=c.act or 'relu', init=c.init)
+
+# %% ../nbs/52a_offline.ipynb
 class OfflineEngine:
     "The offline engine: one learner over epochs of mini-batches of a dataset's train split, evaluated at each epoch end."
     def __init__(self, cs:list[RunConfig]):
@@ -53,7 +59,7 @@ class OfflineEngine:
         n_in = d['train_x'][0].numel()
         self.stream = Epochs(f'{c.dataset} (offline)', n_in, d['n_classes'], per)
         self.streams, self.window, self.checkpoint_every = [self.stream], per, per
-        self.spec = dict(kind='mlp', hidden=(c.width,) * c.depth, act=c.act or 'relu', init=c.init)
+        self.spec = net_spec(c)
         net = build_net(self.spec, n_in, d['n_classes'], generator(c.seed, 'init')).to(self.device)
         self.learner = learners[c.learner](net, 'ce', generator(c.seed, 'noise', self.device), **learner_kwargs(c))
         self.n_params = n_params(net)
@@ -103,6 +109,9 @@ def _window_stats(self:OfflineEngine, s:int) -> dict:
     if d['test_x_rotated'] is not None: out['test_loss_rotated'], out['test_accuracy_rotated'], _ = score(net, d['test_x_rotated'], d['test_y'])
     for i, (h, h0) in enumerate(zip(self.representations(), self.h0), 1):
         out[f'drift_l{i}'] = drift(h, h0)['mean_cosine']; out[f'cka_l{i}'] = linear_cka(h, h0)
+    if hasattr(self.learner, 'epoch_stats'):   # the local learner: its credit against BP's
+        px, py = self.probe_x[:512], d['train_y'][d['probe']][:512]
+        out.update({f'align_{k}': v for k, v in self.learner.epoch_stats(px, py).items()})
     return out
 
 def _flush(self:OfflineEngine, s:int, rd:Path):
