@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 # %% auto 0
-__all__ = ['SOURCE', 'FLAGS', 'LIBS', 'lib', 'row_table', 'c_noise', 'c_step_', 'prepare']
+__all__ = ['SOURCE', 'FLAGS', 'LIBS', 'build', 'lib', 'row_table', 'c_noise', 'c_step_', 'prepare']
 
 # %% ../nbs/46b_ckernel.ipynb
 SOURCE = r"""
@@ -127,29 +127,33 @@ FLAGS = ['-O3', '-march=native', '-ffast-math', '-fopenmp', '-fPIC', '-shared']
 LIBS = ['-lmvec', '-lm']   # glibc's vector logf/cosf/expf
 
 # %% ../nbs/46b_ckernel.ipynb
-def _cpu_key() -> str:
-    "What -march=native depends on: the CPU's model and flags."
+def _cpu_key(source:str) -> str:
+    "What a library built with -march=native depends on: its source, the flags, the CPU's model and flags."
     try: info = [l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith(('model name', 'flags'))][:2]
     except OSError: info = [platform.processor()]
-    return hashlib.sha256('\n'.join(info + [SOURCE, ' '.join(FLAGS + LIBS)]).encode()).hexdigest()[:16]
+    return hashlib.sha256('\n'.join(info + [source, ' '.join(FLAGS + LIBS)]).encode()).hexdigest()[:16]
 
 @functools.cache
-def lib():
-    "The compiled kernel (a ctypes library), or None where it cannot be built here."
+def build(source:str, name:str='ckernel'):
+    "C `source` compiled (once per machine, cached) and loaded as a ctypes library, or None where it cannot be built here."
     if os.environ.get('UPGD_NB_CKERNEL', '1') == '0': return None
-    d = Path(os.environ.get('UPGD_NB_CACHE') or Path.home()/'.cache'/'upgd_nb'); so = d/f'ckernel-{_cpu_key()}.so'
+    d = Path(os.environ.get('UPGD_NB_CACHE') or Path.home()/'.cache'/'upgd_nb'); so = d/f'{name}-{_cpu_key(source)}.so'
     try:
         if not so.exists():
             d.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=d) as tmp:
-                (Path(tmp)/'k.c').write_text(SOURCE)
+                (Path(tmp)/'k.c').write_text(source)
                 subprocess.run(['gcc', *FLAGS, 'k.c', '-o', 'k.so', *LIBS], cwd=tmp, check=True, capture_output=True, text=True)
                 os.replace(Path(tmp)/'k.so', so)   # atomic: a concurrent build just wins or loses the race
         try: return ctypes.CDLL(str(so))
         except OSError: so.unlink(missing_ok=True); raise   # a library that does not load is not kept
     except (OSError, subprocess.CalledProcessError) as e:
-        warnings.warn(f'the C kernel could not be built ({type(e).__name__}: {getattr(e, "stderr", "") or e}); the CPU step stays torch.compile')
+        warnings.warn(f'the C kernel {name} could not be built ({type(e).__name__}: {getattr(e, "stderr", "") or e}); the CPU step stays torch')
         return None
+
+def lib():
+    "The compiled kernel of this notebook's `SOURCE` (a ctypes library), or None where it cannot be built here."
+    return build(SOURCE, 'ckernel')
 
 # %% ../nbs/46b_ckernel.ipynb
 def row_table(shapes:list[tuple]) -> torch.Tensor:

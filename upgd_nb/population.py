@@ -13,7 +13,7 @@ from .learners import learners
 from .kernels import step_constants, cpu_step, fused_step_, noise_key, rank1_meta, rank1_step_, counter_normal
 from .rules import rule, rule_state, rule_unsupported, columns, canonical, layout
 from .curvature import LOSSES
-from . import ckernel
+from . import ckernel, crules
 
 # %% auto 0
 __all__ = ['FLAT_LEARNERS', 'RULE_COMPILE_AFTER', 'SHARED', 'PER_MEMBER_HP', 'learner_defaults', 'fused', 'flat_unsupported',
@@ -21,7 +21,7 @@ __all__ = ['FLAT_LEARNERS', 'RULE_COMPILE_AFTER', 'SHARED', 'PER_MEMBER_HP', 'le
 
 # %% ../nbs/47_population.ipynb
 FLAT_LEARNERS = ('sgd', 'pgd', 'shrink_and_perturb', 'upgd')   # the fused kernels of 46_kernels
-RULE_COMPILE_AFTER = 1000   # a rule's step is torch.compile'd from this step on (CPU): at a fixed step, so a resumed run computes what the whole run does
+RULE_COMPILE_AFTER = 1000   # a torch rule's step is torch.compile'd from this step on (CPU, no C kernel): at a fixed step, so a resumed run computes what the whole run does
 SHARED = ('protect', 'eta', 'scope', 'gated_layers')  # switches that select the code path: equal across a population
 PER_MEMBER_HP = ('lr', 'weight_decay', 'sigma', 'beta_utility', 'eta_min', 'step_factor', 'ubar_min', 'ubar_max', 'non_gated_scale',
                  'beta1', 'beta2', 'eps', 'kappa', 'beta_weight', 'beta_importance', 'ada_step_factor')  # columns: may differ within a population
@@ -42,7 +42,6 @@ def flat_unsupported(learner:str, kw:dict, spec:dict, stats:str='') -> str|None:
     if spec.get('kind') not in ('mlp', 'cnn') or spec.get('gates'): return f"net {spec.get('kind')!r} (the flat engine runs MLPs without gates and the CNN)"
     return None   # statistics: every group, per member through shadow learners (47b_population_stats)
 
-
 # %% ../nbs/47_population.ipynb
 _ACT = dict(relu=torch.relu, tanh=torch.tanh, leaky_relu=F.leaky_relu, identity=lambda z: z)
 _DACT = dict(relu=lambda a: (a > 0).to(a.dtype), tanh=lambda a: 1 - a * a,
@@ -55,7 +54,7 @@ class Population:
                  compiled:bool=True, # the fused CPU step torch.compile'd (False: the eager torch reference)
                  graphs:bool=True, # on CUDA, replay each step as a CUDA graph (fused MLP path)
                  rank1:bool|None=None, # the rank-one Triton kernels (G never stored); None: on CUDA (fused MLP path)
-                 kernel:str|None=None): # the fused step: 'c' (CPU, `upgd_nb.ckernel`), 'compile' (CPU, `cpu_step`), 'triton'; None: the best that runs here
+                 kernel:str|None=None): # the step: 'c' (CPU, MLP: `upgd_nb.ckernel`, `upgd_nb.crules`), 'compile' (CPU: `cpu_step`, compiled rules), 'triton'; None: the best that runs here
         if loss not in ('ce', 'mse'): raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
         if not members: raise ValueError('a population needs at least one member')
         kws = [{**learner_defaults(learner), **{k: v for k, v in m.items() if k != 'seed'}} for m in members]
@@ -70,11 +69,12 @@ class Population:
         self.theta = torch.stack([torch.cat([p.detach().flatten() for p in n.parameters()]) for n in nets]).to(self.device)
         self.graphs = graphs and self.device.type == 'cuda' and self.fused and self.mlp
         cuda, fast = self.device.type == 'cuda', self.fused and self.mlp
-        if kernel is None: kernel = 'triton' if cuda or rank1 else 'c' if compiled and rank1 is None and fast and ckernel.lib() else 'compile'
+        crule = self.mlp and not self.fused and not cuda   # a rule on an MLP on the CPU: `crules` has its C step
+        if kernel is None: kernel = 'triton' if cuda or rank1 else 'c' if compiled and rank1 is None and (fast or crule) and (crules if crule else ckernel).lib() else 'compile'
         if kernel not in ('c', 'compile', 'triton'): raise ValueError(f"kernel must be 'c', 'compile' or 'triton', got {kernel!r}")
-        if kernel == 'c' and (cuda or not fast): raise ValueError('the C kernel runs the fused learners on an MLP on the CPU')
+        if kernel == 'c' and (cuda or not (fast or crule)): raise ValueError('the C kernels run the learners of an MLP on the CPU')
         self.kernel = kernel
-        self.rank1 = fast and (kernel == 'c' or (kernel == 'triton' and (cuda if rank1 is None else rank1)))
+        self.rank1 = kernel == 'c' or (fast and kernel == 'triton' and (cuda if rank1 is None else rank1))
         self.grad = None if self.rank1 else torch.zeros_like(self.theta)
         self.act, self.n_out, self.upgd = spec.get('act', 'relu'), n_out, learner == 'upgd' and self.fused
         col = lambda k, d=0.: [kw.get(k, d) for kw in kws]
@@ -100,10 +100,11 @@ class Population:
             outs, ins = [s[0] for s in self.shapes[::2]], [s[1] for s in self.shapes[::2]]
             self._Dv = [self.D[:, o:o + n] for o, n in zip(itertools.accumulate([0] + outs), outs)]
             self._Av = [self.A[:, o:o + n] for o, n in zip(itertools.accumulate([0] + ins), ins)]
-        if kernel == 'c':   # the C kernel with its buffers bound once (θ, U, D, A are updated in place from here on)
+        if kernel == 'c':   # the C kernel with its buffers bound once (θ, U or the rule's state, D, A are updated in place from here on)
             self.rows, self._z = ckernel.row_table(self.shapes), torch.empty_like(self.theta) if self.keys is not None else None
-            self._cstep = ckernel.prepare(self.theta, self.D, self.A, self.rows, self.hp, self.keys, self.U, self.beta64 if self.upgd else None,
-                                          self.protect, self.eta, self._z)
+            if self.fused: self._cstep = ckernel.prepare(self.theta, self.D, self.A, self.rows, self.hp, self.keys, self.U, self.beta64 if self.upgd else None,
+                                                         self.protect, self.eta, self._z)
+            else: self._cstep = crules.prepare(learner, kws[0], self.theta, self.D, self.A, self.rows, self.st, self.hp, self.keys, self.lay, self._z)
         self._graph = None
 
     def _views(self, buf) -> list[torch.Tensor]:
@@ -117,7 +118,6 @@ class Population:
     def __repr__(self):
         path = 'fused' if self.fused else 'rule'
         return f'Population({self.learner}, S={self.size}, P={self.theta.shape[1]}, {self.spec["kind"]}, {path}, device={self.device.type})'
-
 
 # %% ../nbs/47_population.ipynb
 class Population(Population):
@@ -161,8 +161,9 @@ class Population(Population):
         return counter_normal(self.keys, t, self.theta.shape[1])
 
     def step_(self):
-        "The optimizer step on (θ, G, state): t ← t + 1, then the learner's rule, or `fused_step_` with UPGD's bias correction 1 − β_u^t (float64)."
+        "The optimizer step on (θ, G or D and A, state): t ← t + 1, then the C kernel (in place), the learner's torch rule, or `fused_step_` with UPGD's bias correction 1 − β_u^t (float64)."
         self.t.add_(1)
+        if self.kernel == 'c': self._cstep(int(self.t)); return   # in place; bias corrections formed inside, in float64
         if not self.fused:
             t = int(self.t); z = None if self.keys is None else self._noise(t)
             f = self._rule_fn(t)
@@ -170,7 +171,6 @@ class Population(Population):
             args = (self.theta, self.grad, self.st, self.hp, t, z) + ((self.lay,) if self.lay is not None else ())
             self.theta = f(*args); self._W = self._views(self.theta)
             return
-        if self.kernel == 'c': self._cstep(int(self.t)); return   # the bias correction is formed inside, in float64
         bc = (1 - self.beta64 ** self.t).float() if self.upgd else None
         if self.rank1 and self.kernel == 'triton': rank1_step_(self.theta, self.D, self.A, self.meta, self.n_blocks, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
         elif self.theta.is_cuda: fused_step_(self.theta, self.grad, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
