@@ -20,7 +20,8 @@ from .grad_stats import epoch_summary
 __all__ = ['CONFIG', 'SWEEPS', 'CURATED', 'BASELINE', 'CLAIMS', 'SEEDS_BAND', 'study_runs', 'epoch_table', 'with_total',
            'grad_table', 'select', 'curate', 'load_curated', 'seed_interval', 'verdict', 'fmt', 'per_seed',
            'decay_slope', 'layer_rho', 'part', 'combine', 'claim1', 'claim2', 'claim3', 'claim4', 'claim5', 'claim6',
-           'claim7', 'claim8', 'claim9', 'claim10', 'claims_table', 'figure', 'plot_dispersion', 'plot_bands']
+           'claim7', 'claim8', 'claim9', 'claim10', 'claims_table', 'claim_parts', 'figure', 'plot_dispersion',
+           'plot_bands']
 
 # %% ../nbs/83_dynamics.ipynb
 CONFIG = ('depth', 'width', 'init', 'learner', 'lr', 'label_noise', 'inputs', 'epochs', 'seed')
@@ -279,6 +280,10 @@ def claims_table(t:dict, inputs:str='unit', claims=None, epochs:int=15) -> pd.Da
         ps = fn(*args[k]); v = combine(ps)
         rows += [dict(claim=k, claim_verdict=v, **p) for p in ps]
     return pd.DataFrame(rows)
+
+def claim_parts(T:pd.DataFrame, k:int) -> pd.DataFrame:
+    "The parts of claim k in a `claims_table` T: what each measures, its verdict, the effect's mean, interval and per-seed values."
+    return T[T.claim == k][['part', 'what', 'verdict', 'mean', 'lo', 'hi', 'per_seed']].round(4)
 
 # %% ../nbs/83_dynamics.ipynb
 SEEDS_BAND = ('pi', 100)   # seaborn errorbar: the range of the seeds

@@ -42,21 +42,25 @@ def grad_stats(net:nn.Module) -> torch.Tensor:
 
 # %% ../nbs/44_grad_stats.ipynb
 class GradRecorder:
-    "Records `grad_stats` of `net` after each mini-batch's backward (`record(step, epoch)`); `table()` the long table."
+    "Records `grad_stats` of `net` after each mini-batch's backward (`record(step, epoch, **extra)`); `table()` the long table."
     def __init__(self, net:nn.Module):
         self.net, self.params = net, param_table(net)
-        self._stats, self._steps, self._epochs = [], [], []
-    def record(self, step:int, epoch:int):
+        self._stats, self._steps, self._epochs, self._extra = [], [], [], {}
+    def record(self, step:int, epoch:int, **extra):
+        "The gradient statistics now, with per-mini-batch `extra` numbers (e.g. the batch's loss: tensors stay on the device until `table`)."
+        if self._extra and set(extra) != set(self._extra): raise ValueError(f'every record takes the same extra columns {sorted(self._extra)}, got {sorted(extra)}')
         self._stats.append(grad_stats(self.net)); self._steps.append(step); self._epochs.append(epoch)
+        for k, v in extra.items(): self._extra.setdefault(k, []).append(torch.as_tensor(v, dtype=torch.float64, device=self._stats[-1].device))
     def table(self, clear:bool=True) -> pd.DataFrame:
-        "One row per recorded mini-batch and parameter tensor: step, epoch, param, kind, layer, entries, norm, mean_abs, var."
-        if not self._stats: return pd.DataFrame(columns=['step', 'epoch', *self.params.columns, *STATS])
+        "One row per recorded mini-batch and parameter tensor: step, epoch, param, kind, layer, entries, norm, mean_abs, var, then the extra columns."
+        if not self._stats: return pd.DataFrame(columns=['step', 'epoch', *self.params.columns, *STATS, *self._extra])
         v = torch.stack(self._stats).cpu().numpy()                         # [batches, tensors, 3]: one transfer
         n, k = v.shape[:2]
         df = pd.concat([self.params] * n, ignore_index=True)
         df.insert(0, 'epoch', [e for e in self._epochs for _ in range(k)]); df.insert(0, 'step', [s for s in self._steps for _ in range(k)])
         for j, s in enumerate(STATS): df[s] = v[:, :, j].reshape(-1)
-        if clear: self._stats, self._steps, self._epochs = [], [], []
+        for name, vals in self._extra.items(): df[name] = torch.stack(vals).cpu().numpy().repeat(k)
+        if clear: self._stats, self._steps, self._epochs, self._extra = [], [], [], {}
         return df
 
 def epoch_summary(df:pd.DataFrame, quantiles=QUANTILES) -> pd.DataFrame:

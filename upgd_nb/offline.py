@@ -66,7 +66,7 @@ class OfflineEngine:
         self.probe_x = d['train_x'][d['probe']]
         self.h0 = self.representations()
         self.rec = GradRecorder(net) if c.grad_every else None
-        self._batch_rows, self._epoch, self._stepped = [], (None, None), 0
+        self._epoch, self._stepped = (None, None), 0
 
     @torch.no_grad()
     def representations(self) -> list[torch.Tensor]:
@@ -90,7 +90,7 @@ def _advance(self:OfflineEngine, step:int, n:int) -> tuple[torch.Tensor, torch.T
         r = l.observe(X[idx], Y[idx])
         loss[0, j], correct[0, j] = r['loss'], r['correct']
         if self.rec and (step + j) % every == 0:
-            self.rec.record(step + j, e); self._batch_rows.append(dict(step=step + j, batch_loss=r['loss'], batch_accuracy=r['correct']))
+            self.rec.record(step + j, e, batch_loss=r['loss'], batch_accuracy=r['correct'])
     self._stepped = step + n
     return loss, correct
 
@@ -116,9 +116,8 @@ def _window_stats(self:OfflineEngine, s:int) -> dict:
 
 def _flush(self:OfflineEngine, s:int, rd:Path):
     if not self.rec: return
-    df, b = self.rec.table(), pd.DataFrame([{k: float(v) for k, v in r.items()} for r in self._batch_rows])
-    self._batch_rows = []
-    if len(df): write_series(rd, df.merge(b.astype(dict(step='int64')), on='step', how='left'))
+    df = self.rec.table()
+    if len(df): write_series(rd, df)
 
 def _state(self:OfflineEngine, s:int) -> dict: return dict(learner=self.learner.state_dict(), stream={}, meter=None)
 def _restore(self:OfflineEngine, s:int, ck:dict): self.learner.load_state_dict(ck['learner']); self._stepped = ck['step']
