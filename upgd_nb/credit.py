@@ -79,16 +79,21 @@ def credits(net:ResidualMLP, fw:dict, y:torch.Tensor, credit:str, B:dict, head_g
     return loss.detach(), out.detach(), a
 
 # %% ../nbs/49_credit.ipynb
-def _cos(a, b, eps=1e-12):
-    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=eps)
+def _cos(a, b) -> torch.Tensor:
+    "Per-row cosine, free of scale: in float64, each row divided by its own norm first; a row of zeros gives 0."
+    a, b = a.double(), b.double()
+    unit = lambda v: v / v.norm(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
+    return (unit(a) * unit(b)).sum(-1)
 
 def alignment(net:ResidualMLP, x:torch.Tensor, y:torch.Tensor, credit:str, B:dict) -> dict:
-    "Per state l: `cos_l_mean`, `cos_l_sd` of the credit against BP's; FA: `angle_<layer>` (degrees) of each W against its B."
+    "Per state l: `cos_l_mean`, `cos_l_sd` of the credit against BP's and `cos_l_zero` (the share of samples where either is zero); FA: `angle_<layer>` (degrees) of each W against its B."
     _, _, a = credits(net, cut_forward(net, x), y, credit, B)
     _, _, ref = credits(net, cut_forward(net, x), y, 'bp', {})
     out = {}
     for l, (m, r) in enumerate(zip(a, ref)):
-        c = _cos(m.detach(), r.detach()); out[f'cos_{l}_mean'], out[f'cos_{l}_sd'] = float(c.mean()), float(c.std()) if len(c) > 1 else 0.
+        m, r = m.detach(), r.detach(); c = _cos(m, r)
+        out[f'cos_{l}_mean'], out[f'cos_{l}_sd'] = float(c.mean()), float(c.std()) if len(c) > 1 else 0.
+        out[f'cos_{l}_zero'] = float(((m == 0).all(-1) | (r == 0).all(-1)).double().mean())   # samples with a zero credit (cosine 0)
     W = {'head': net.head.weight, **{f'{k}.{l}': getattr(b, k).weight for l, b in enumerate(net.blocks) for k in ('fc1', 'fc2')}}
     for k, Bk in (B.items() if credit == 'fa' else ()):
         out[f'angle_{k}'] = math.degrees(math.acos(max(-1., min(1., float(_cos(W[k].detach().flatten(), Bk.flatten()))))))

@@ -72,7 +72,7 @@ def interval(v) -> dict:
 
 def effect(t:pd.DataFrame, width:int, credit:str, k1:int, k0:int, credit0:str|None=None, metric:str='test_accuracy') -> dict:
     "The paired (by seed) difference metric(credit, k1) − metric(credit0 or credit, k0) at the last epoch, in configuration d = width."
-    f = final(t); f = f[f.width == width].set_index(['credit', 'train_blocks', 'seed'])[metric]
+    f = final(t); f = f[f.width == width].set_index(['credit', 'train_blocks', 'seed'])[metric].sort_index()
     a, b = f.loc[(credit, k1)], f.loc[(credit0 or credit, k0)]
     return interval((a - b).dropna())
 
