@@ -4,7 +4,7 @@
 
 # %% ../nbs/48_bench.ipynb 2
 from __future__ import annotations
-import argparse, json, math, time
+import argparse, json, math, sys, time
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -293,6 +293,7 @@ def main(argv=None):
     ap.add_argument('--out', default=None); ap.add_argument('--budget-s', type=float, default=None)
     ap.add_argument('--check', action='store_true', help='run cuda_checks first')
     ap.add_argument('--methods', action='store_true', help='also time every method of the comparison (method_table), the CNN and the breakdown')
+    argv = sys.argv[1:] if argv is None else argv   # recorded with the tables
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.check: cuda_checks()
