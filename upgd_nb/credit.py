@@ -87,8 +87,9 @@ def _cos(a, b) -> torch.Tensor:
 
 def alignment(net:ResidualMLP, x:torch.Tensor, y:torch.Tensor, credit:str, B:dict) -> dict:
     "Per state l: `cos_l_mean`, `cos_l_sd` of the credit against BP's and `cos_l_zero` (the share of samples where either is zero); FA: `angle_<layer>` (degrees) of each W against its B."
-    _, _, a = credits(net, cut_forward(net, x), y, credit, B)
-    _, _, ref = credits(net, cut_forward(net, x), y, 'bp', {})
+    fw = cut_forward(net, x)                                   # one forward pass serves both: each call builds its own head graph
+    _, _, a = credits(net, fw, y, credit, B)
+    _, _, ref = credits(net, fw, y, 'bp', {})
     out = {}
     for l, (m, r) in enumerate(zip(a, ref)):
         m, r = m.detach(), r.detach(); c = _cos(m, r)

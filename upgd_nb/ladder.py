@@ -16,11 +16,11 @@ from .credit import CREDITS, identity_check
 from .offline_data import offline_splits
 from .sweep import points
 from .config import run_dir
-from .store import load_run
+from .dynamics import study_runs, seed_interval   # the runs of a sweep file; per-seed effects with their Student-t interval
 
 # %% auto 0
-__all__ = ['CONFIGS', 'SEEDS', 'KEYS', 'COLORS', 'ladder_sweep', 'ladder_table', 'sweep_runs', 'final', 'layout', 'interval',
-           'effect', 'verdicts', 'stability', 'identity_table', 'curate', 'load_curated', 'plot_ladder']
+__all__ = ['CONFIGS', 'SEEDS', 'KEYS', 'COLORS', 'ladder_sweep', 'ladder_table', 'final', 'layout', 'effect', 'verdicts',
+           'stability', 'identity_table', 'curate', 'load_curated', 'plot_ladder']
 
 # %% ../nbs/84_ladder.ipynb
 CONFIGS = ((256, 4), (512, 2))   # (d, L) of the notes
@@ -41,10 +41,6 @@ def ladder_table(runs:list) -> pd.DataFrame:
     "One row per run and epoch: `KEYS` of its config, its id, and its epoch-end metrics."
     return pd.concat([r.metrics.assign(run=r.dir.name, **{k: r.info['config'][k] for k in KEYS}) for r in runs], ignore_index=True)
 
-def sweep_runs(sweep) -> list:
-    "The finished runs of a sweep (a file or a dict; every point must have run)."
-    return [load_run(rd) for rd in dict.fromkeys(run_dir(c) for c in points(sweep))]
-
 def final(t:pd.DataFrame) -> pd.DataFrame:
     "Each run's last epoch."
     return t[t.epoch == t.groupby('run').epoch.transform('max')].reset_index(drop=True)
@@ -64,17 +60,11 @@ def layout(t:pd.DataFrame, metric:str='test_accuracy') -> dict[str, pd.DataFrame
     return out
 
 # %% ../nbs/84_ladder.ipynb
-def interval(v) -> dict:
-    "Mean and 95% Student-t interval of per-seed values."
-    v = np.asarray(list(v), float); n = len(v); m = float(v.mean())
-    h = float(sps.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)) if n > 1 else float('nan')
-    return dict(mean=m, lo=m - h, hi=m + h, n=n)
-
 def effect(t:pd.DataFrame, width:int, credit:str, k1:int, k0:int, credit0:str|None=None, metric:str='test_accuracy') -> dict:
     "The paired (by seed) difference metric(credit, k1) − metric(credit0 or credit, k0) at the last epoch, in configuration d = width."
     f = final(t); f = f[f.width == width].set_index(['credit', 'train_blocks', 'seed'])[metric].sort_index()
     a, b = f.loc[(credit, k1)], f.loc[(credit0 or credit, k0)]
-    return interval((a - b).dropna())
+    return seed_interval((a - b).dropna())
 
 def _fmt(iv:dict) -> str: return f"{100 * iv['mean']:+.2f} [{100 * iv['lo']:+.2f}, {100 * iv['hi']:+.2f}]"
 
@@ -125,7 +115,7 @@ def curate(sweeps=('nbs/local/ladder.yaml', 'nbs/local/ladder_long.yaml'), out:s
     root = repo_root(); out = Path(out) if out else root/'outputs'/'curated'/'local_ladder'
     out.mkdir(parents=True, exist_ok=True); meta = {}
     for s in sweeps:
-        runs = sweep_runs(root/s if not Path(s).is_absolute() else s)
+        runs = study_runs(root/s if not Path(s).is_absolute() else s)
         t = ladder_table(runs); name = Path(s).stem
         t.to_parquet(out/f'{name}.parquet', index=False)
         meta[name] = dict(sweep=str(s), runs=len(runs), commits=sorted({r.info['env']['git']['commit'] for r in runs}),
