@@ -13,20 +13,22 @@ from .nets import ACTS, INITS
 from .data import DATASETS
 from .offline_data import INPUTS
 from .learners import learners, learner_params
-from .local import CREDITS, SCHEDULES   # registers the `local` learner (local losses on a residual MLP)
+from .local import LOCAL_CREDITS, SCHEDULES   # registers the `local` learner (local losses on a residual MLP)
+from .bridge import BRIDGES
 from .optim import GATINGS, LAMBDA_MAPPINGS
 from .measure import parse_stats, STAT_GROUPS
 from .population import flat_unsupported, fused
 
 # %% auto 0
-__all__ = ['IDENTITY', 'P', 'RunConfig', 'ConfigError', 'offline_steps', 'learner_kwargs', 'identity', 'run_id', 'run_dir',
-           'net_kind', 'flat_reason', 'engine_of']
+__all__ = ['PHASES', 'IDENTITY', 'BRIDGE_FIELDS', 'P', 'RunConfig', 'ConfigError', 'offline_steps', 'learner_kwargs', 'identity',
+           'run_id', 'run_dir', 'net_kind', 'flat_reason', 'engine_of']
 
 # %% ../nbs/50_config.ipynb
 def P(default, help:str, group:str='io', choices=None):
     "A `RunConfig` field: default, one-line help, group and (optionally) its valid choices."
     return field(default=default, metadata=dict(help=help, group=group, choices=choices))
 
+PHASES = ('debug', 'pilot', 'frozen')
 IDENTITY = ('task', 'network', 'run')  # plus the learner and the hyperparameters it takes (offline runs: see `identity`)
 
 @dataclass
@@ -83,15 +85,25 @@ class RunConfig:
     curvature_every: int = P(1, 'steps between input-curvature measurements (curvature-gated learners)', 'learner')
     curvature_probes: int = P(5, 'Rademacher probes per input-curvature measurement', 'learner')
     curvature_h: float = P(1e-3, 'finite-difference step h of the input curvature', 'learner')
-    credit: str = P('bp', "the local learner's credit of every block: 'bp', 'fa' (feedback alignment) or 'dfa' (direct feedback alignment) (upgd_nb.credit)", 'learner', CREDITS)
+    credit: str = P('bp', "the local learner's credit of every block: 'bp', 'fa' (feedback alignment), 'dfa' (direct feedback alignment) (upgd_nb.credit), 'terminal' (the output's gradient at every state), 'state_bridge' or 'credit_bridge' (learned, upgd_nb.bridge)", 'learner', LOCAL_CREDITS)
     train_blocks: int = P(-1, 'the local learner trains only the last train_blocks blocks, the others frozen at initialisation (-1: all)', 'learner')
+    bridge_lr: float = P(1e-3, "the bridge's Adam step size (credit 'state_bridge' or 'credit_bridge')", 'learner')
+    bridge_net: str = P('mlp', "the bridge's network: 'mlp' (bridge_layers × bridge_hidden GELU units) or 'linear' (state_bridge: one matrix per layer)", 'learner', ('mlp', 'linear'))
+    bridge_hidden: int = P(256, "units per hidden layer of the bridge's MLP", 'learner')
+    bridge_layers: int = P(3, "hidden layers of the bridge's MLP", 'learner')
+    bridge_weight: float = P(0.1, "credit_bridge: weight λ of the bridge-consistency term", 'learner')
+    bridge_noise: float = P(0.1, "credit_bridge: σ_b of the perturbed states h + σ_b ξ of the consistency term", 'learner')
+    bridge_ema: float = P(0.995, "credit_bridge: momentum of the EMA target network", 'learner')
+    grad_match: float = P(1.0, "credit_bridge: weight of terminal gradient matching ‖∇V(h_L) − ∇Φ(h_L)‖² (0: off)", 'learner')
+    condition_e: bool = P(False, "credit_bridge: the value network also sees the output error e", 'learner')
+    warmup: float = P(0.0, "bridges: DFA's credit for this fraction of the run, then a linear blend into the bridge's over as long again", 'learner')
     schedule: str = P('cosine', "the local learner's step size over the run: 'cosine' (from lr to 0) or 'constant'", 'learner', SCHEDULES)
     curvature_estimator: str = P('fork', "input curvature: 'fork' (unsquared, h-scaled, batch mean) or 'garg' (squared, /h², per sample)", 'learner', ('fork', 'garg'))
     stats: str = P('', "statistics schedule 'group:N,…' measured every N steps (upgd_nb.measure): " + ', '.join(STAT_GROUPS), 'stats')
     stats_probe: int = P(256, 'size of the probe set of the units and hessian statistics', 'stats')
     stats_probe_set: str = P('recent', "probe set: 'recent' (the last stats_probe samples seen) or 'fixed' (stats_probe samples chosen once per seed, shown as the current task shows them)", 'stats', ('recent', 'fixed'))
     stats_series: bool = P(False, 'also keep every measurement, by step, in series/ (parquet parts)', 'stats')
-    mode: str = P('online', "'online' (a task's stream, one sample per step) or 'offline' (epochs of mini-batches over a dataset's train split, evaluated on its test split: the learning-dynamics studies, upgd_nb.offline)", 'offline', ('online', 'offline'))
+    mode: str = P('online', "'online' (a task's stream, one sample per step), 'offline' (epochs of mini-batches over a dataset's train split, evaluated on its test split: the learning-dynamics studies, upgd_nb.offline) or 'lq' (the credit bridges' toy linear-quadratic problem, upgd_nb.lq)", 'offline', ('online', 'offline', 'lq'))
     dataset: str = P('mnist', 'offline: the dataset learned (train split) and evaluated (test split) (upgd_nb.data)', 'offline', tuple(DATASETS))
     epochs: int = P(15, 'offline: passes over the training split', 'offline')
     batch_size: int = P(128, 'offline: mini-batch size (the last batch of an epoch may be smaller)', 'offline')
@@ -105,7 +117,17 @@ class RunConfig:
     inputs: str = P('unit', "offline: pixels as inputs: 'unit' [−1, 1] (every task's), 'zero_one' [0, 1] (ToTensor), 'standardize' (the training split's mean and sd)", 'offline', INPUTS)
     grad_every: int = P(1, 'offline: mini-batches between records of the per-layer gradient statistics (0: none)', 'offline')
     block_width: int = P(0, "offline, net='residual_mlp': hidden width of each block's branch (0: width)", 'offline')
+    credit_probe: int = P(0, "offline, learner 'local': probe images on which costate cosine, perturbation ρ and nudging of every state are measured at every epoch end (0: none)", 'offline')
+    lq_width: int = P(64, 'lq: state width d of the toy linear-quadratic problem (upgd_nb.costate)', 'lq')
+    lq_depth: int = P(12, 'lq: layers L of the toy', 'lq')
+    lq_sigma: float = P(0.03, 'lq: σ of the dynamics A_l = I + σG_l', 'lq')
+    lq_outputs: int = P(10, 'lq: outputs of y = W h_L', 'lq')
+    lq_q: float = P(0.0, 'lq: running cost ½q‖h_l‖² (0: none)', 'lq')
+    lq_batch: int = P(256, 'lq: samples per training step', 'lq')
+    lq_eval_every: int = P(2000, 'lq: steps between evaluations of the credit diagnostics', 'lq')
+    lq_eval: int = P(512, 'lq: fixed samples on which the diagnostics are measured', 'lq')
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
+    phase: str = P('debug', "the experiment phase: 'debug', 'pilot' or 'frozen' (refuses a dirty git tree; the commit is recorded)", 'run', PHASES)
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
     engine: str = P('auto', "'flat' (populations over flat buffers: every learner but cbp, redo, the curvature-gated ones, second-order and feature-wise upgd; MLPs and the CNN; statistics per member), 'module' (every learner, statistics), 'auto' (flat where it applies, unless a finished module-engine run of the config exists)", 'engine', ('auto', 'flat', 'module'))
     threads: int = P(1, 'torch CPU threads (1 is fastest for the module engine at batch size 1; the flat engine gains from 2; bit-identical results need the same count)')
@@ -202,14 +224,52 @@ def _residual_errors(c) -> list[str]:
     "The residual MLP and the local learner: offline, each other's only where it must, GELU, a block count the ladder can train."
     e, res = [], c.net == 'residual_mlp'
     if c.learner == 'local' and not res: e.append("learner 'local' trains net='residual_mlp' (offline mode)")
+    if c.credit_probe and c.learner != 'local': e.append("credit_probe measures the credits of learner 'local'")
     if res and c.act: e.append(f"act applies to an MLP: the residual_mlp's branches use GELU, got act={c.act!r}")
     if c.block_width < 0: e.append(f'block_width must be >= 0 (0: width), got {c.block_width}')
     if c.block_width and not res: e.append("block_width applies to net='residual_mlp'")
     if not -1 <= c.train_blocks <= (c.depth if res else 10**9): e.append(f'train_blocks must be in -1 … {c.depth} (the depth blocks; -1: all), got {c.train_blocks}')
     return e
 
+BRIDGE_FIELDS = ('bridge_lr', 'bridge_net', 'bridge_hidden', 'bridge_layers', 'bridge_weight', 'bridge_noise', 'bridge_ema', 'grad_match', 'condition_e', 'warmup')
+_VALUE_ONLY = ('bridge_weight', 'bridge_noise', 'bridge_ema', 'grad_match', 'condition_e')
+
+def _bridge_errors(c) -> list[str]:
+    "The bridges' parameters: in range, and set only where the credit uses them."
+    e, f0 = [], {f.name: f.default for f in fields(c)}
+    moved = [k for k in BRIDGE_FIELDS if getattr(c, k) != f0[k]]
+    if c.credit not in BRIDGES and moved: e.append(f"{', '.join(moved)}: parameter(s) of a bridge credit {list(BRIDGES)}, got credit={c.credit!r}")
+    if c.credit == 'state_bridge' and (v := [k for k in moved if k in _VALUE_ONLY]): e.append(f"{', '.join(v)}: parameter(s) of credit 'credit_bridge' only")
+    if c.bridge_net == 'linear' and c.credit != 'state_bridge': e.append("bridge_net='linear' is a State Bridge's (credit='state_bridge')")
+    if not c.bridge_lr > 0: e.append(f'bridge_lr must be > 0, got {c.bridge_lr}')
+    if c.bridge_hidden < 1 or c.bridge_layers < 1: e.append(f'bridge_hidden and bridge_layers must be >= 1, got {c.bridge_hidden}, {c.bridge_layers}')
+    for k in ('bridge_weight', 'bridge_noise', 'grad_match'):
+        if not getattr(c, k) >= 0: e.append(f'{k} must be >= 0, got {getattr(c, k)}')
+    if not 0 <= c.bridge_ema < 1: e.append(f'bridge_ema must be in [0, 1), got {c.bridge_ema}')
+    if not 0 <= c.warmup <= 0.5: e.append(f'warmup must be in [0, 0.5] (warm-up, then a blend as long), got {c.warmup}')
+    if not 0 <= c.credit_probe <= min(c.probe, 512): e.append(f'credit_probe must be in 0 … {min(c.probe, 512)} (the probe images the alignment uses), got {c.credit_probe}')
+    return e
+
+_LQ_KEEP = ('lr', 'weight_decay', 'beta1', 'beta2', 'eps', 'train_blocks', 'schedule', 'warmup')   # they train a network; the toy has none
+
+def _lq_errors(c) -> list[str]:
+    "The toy: only the lq group, the local learner's credit (not FA: the toy has no weights to replace) and the bridges' parameters."
+    f0 = {f.name: f.default for f in fields(c)}
+    bad = [f.name for f in fields(c) if f.metadata['group'] == 'offline' and f.name != 'mode' and getattr(c, f.name) != f.default]
+    bad += [k for k in (*_ONLINE_ONLY, 'net', 'act', *_LQ_KEEP) if getattr(c, k) != f0[k]]
+    e = [f"{', '.join(bad)}: not parameter(s) of mode='lq' (the toy's fixed dynamics; only the bridge learns)"] if bad else []
+    if c.learner != 'local': e.append(f"mode='lq' takes learner 'local' (its credit and bridge parameters), got {c.learner!r}")
+    if c.credit == 'fa': e.append(f"mode='lq' takes credit one of {[k for k in LOCAL_CREDITS if k != 'fa']}, got 'fa'")
+    for k in ('lq_width', 'lq_depth', 'lq_outputs', 'lq_batch', 'lq_eval_every', 'lq_eval'):
+        if getattr(c, k) < 1: e.append(f'{k} must be >= 1, got {getattr(c, k)}')
+    if not (c.lq_sigma >= 0 and c.lq_q >= 0): e.append(f'lq_sigma and lq_q must be >= 0, got {c.lq_sigma}, {c.lq_q}')
+    return e
+
 def _mode_errors(c) -> list[str]:
     f0 = {f.name: f.default for f in fields(c)}
+    if c.mode == 'lq': return _lq_errors(c)
+    lq = [f.name for f in fields(c) if f.metadata['group'] == 'lq' and getattr(c, f.name) != f.default]
+    if lq: return [f"{', '.join(lq)}: parameter(s) of mode='lq' only"]
     if c.mode == 'online':
         bad = [f.name for f in fields(c) if f.metadata['group'] == 'offline' and f.name != 'mode' and getattr(c, f.name) != f.default]
         bad += ['net'] if c.net == 'residual_mlp' else []
@@ -239,7 +299,7 @@ def _validate(c:RunConfig):
         if err: errs.append(err)
     if not errs:
         c.task = ALIASES.get(c.task, c.task)
-        errs = _choice_errors(c) + _range_errors(c) + _mode_errors(c)
+        errs = _choice_errors(c) + _range_errors(c) + _mode_errors(c) + _bridge_errors(c)
     if not errs and c.mode == 'offline': c.n_steps = offline_steps(c)[1]
     if errs: raise ConfigError('invalid RunConfig:\n  ' + '\n  '.join(errs))
 
@@ -263,23 +323,33 @@ def learner_kwargs(c:RunConfig) -> dict:
     "The hyperparameters that the learner of `c` takes, with their values in `c`."
     return {k: getattr(c, k) for k in learner_params(c.learner)}
 
+def _learner_identity(c:RunConfig) -> dict:
+    "The learner's hyperparameters in the identity: the bridges' only where they moved from their defaults (the ids of runs before the bridges stay)."
+    return {k: v for k, v in learner_kwargs(c).items() if k not in BRIDGE_FIELDS or v != RunConfig.__dataclass_fields__[k].default}
+
 def identity(c:RunConfig) -> dict:
-    "What a run computes: task, network and run parameters (offline: the offline group, act and seed), the learner with its own hyperparameters, the device type."
+    "What a run computes: task, network and run parameters (offline: the offline group, act and seed; lq: the lq group and seed), the learner with its own hyperparameters, the device type; the phase unless 'debug'."
+    ph = {'phase': c.phase} if c.phase != 'debug' else {}
+    if c.mode == 'lq':
+        lq = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'lq'}
+        return {'mode': 'lq', **lq, 'seed': c.seed, 'learner': c.learner, **_learner_identity(c), 'device': get_device(c.device).type, **ph}
     if c.mode == 'offline':
         off = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'offline'}
         if off['inputs'] == 'unit': del off['inputs']   # the default keeps the ids the offline runs had before the choice existed
         if off['block_width'] == 0: del off['block_width']   # (the same for the residual MLP's branch width)
+        if off['credit_probe'] == 0: del off['credit_probe']
         if c.net == 'residual_mlp': off['net'] = c.net
-        return {**off, 'act': c.act, 'seed': c.seed, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type}
-    d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY}
+        return {**off, 'act': c.act, 'seed': c.seed, 'learner': c.learner, **_learner_identity(c), 'device': get_device(c.device).type, **ph}
+    d = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] in IDENTITY and f.name != 'phase'}
     st = {f.name: getattr(c, f.name) for f in fields(c) if f.metadata['group'] == 'stats'} if c.stats else {}
     if st.get('stats_probe_set') == 'recent': del st['stats_probe_set']  # the default keeps the ids that stats runs always had
     eng = {'engine': 'flat'} if engine_of(c) == 'flat' else {}  # module-engine runs keep the identities they always had
-    return {**d, 'learner': c.learner, **learner_kwargs(c), 'device': get_device(c.device).type, **st, **eng}
+    return {**d, 'learner': c.learner, **_learner_identity(c), 'device': get_device(c.device).type, **st, **eng, **ph}
 
 def run_id(c:RunConfig) -> str:
     "Folder name of the run: task (offline: dataset-offline), learner, seed and an 8-hex hash of its identity."
     h = hashlib.sha256(json.dumps(identity(c), sort_keys=True).encode()).hexdigest()[:8]
+    if c.mode == 'lq': return f"toy_lq-{c.credit}-s{c.seed}-{h}"
     return f"{c.task if c.mode == 'online' else c.dataset + '-offline'}-{c.learner}-s{c.seed}-{h}"
 
 def run_dir(c:RunConfig) -> Path:
@@ -289,6 +359,7 @@ def run_dir(c:RunConfig) -> Path:
 # %% ../nbs/50_config.ipynb
 def net_kind(c:RunConfig) -> str:
     "The network kind of `c` without loading any data: `net`, or the task's paper network for 'auto' (offline: an MLP or the residual MLP)."
+    if c.mode == 'lq': return 'toy_lq'
     if c.mode == 'offline': return 'residual_mlp' if c.net == 'residual_mlp' else 'mlp'
     return c.net if c.net != 'auto' else ('cnn' if c.task == 'label_permuted_cifar10' else 'mlp')
 
@@ -308,8 +379,8 @@ def _finished_module_run(c:RunConfig) -> bool:
     except (OSError, ValueError): return False
 
 def engine_of(c:RunConfig) -> str:
-    "'flat', 'module' or 'offline': the engine that runs `c`."
-    if c.mode == 'offline': return 'offline'
+    "'flat', 'module', 'offline' or 'lq': the engine that runs `c`."
+    if c.mode in ('offline', 'lq'): return c.mode
     if c.engine != 'auto': return c.engine
     if flat_reason(c) or (not _was_flat(c) and _finished_module_run(c)): return 'module'
     return 'flat'

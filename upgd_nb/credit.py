@@ -11,10 +11,11 @@ from torch import nn
 from .nets import ResidualMLP
 
 # %% auto 0
-__all__ = ['CREDITS', 'feedback', 'fa_linear', 'cut_forward', 'credits', 'alignment', 'identity_check']
+__all__ = ['CREDITS', 'RMS_EPS', 'feedback', 'fa_linear', 'cut_forward', 'head_credit', 'credits', 'alignment', 'identity_check']
 
 # %% ../nbs/49_credit.ipynb
 CREDITS = ('bp', 'fa', 'dfa')
+RMS_EPS = 1e-6   # every credit is used normalised, a / (RMS(a) + RMS_EPS) (`49d_local`, `49b_cmetrics`)
 
 def feedback(net:ResidualMLP, credit:str, gen:torch.Generator) -> dict[str, torch.Tensor]:
     "The fixed random matrices of `credit`: FA 'head', 'fc1.l', 'fc2.l' (each of its weight's shape); DFA 'h.l' [n_out, d] for l = 0 … L; BP none."
@@ -58,19 +59,23 @@ def _branch_fa(b, u:torch.Tensor, B:dict, l:int) -> torch.Tensor:
     return fa_linear(F.gelu(fa_linear(b.norm(u), b.fc1, B[f'fc1.{l}'])), b.fc2, B[f'fc2.{l}'])
 
 # %% ../nbs/49_credit.ipynb
-def credits(net:ResidualMLP, fw:dict, y:torch.Tensor, credit:str, B:dict, head_grads:bool=False) -> tuple[torch.Tensor, torch.Tensor, list]:
-    "(loss, logits, [a₀ … a_L]) of `credit` on the cut pass `fw` for labels y (mean cross-entropy)."
-    z, L = fw['z'], len(net.blocks)
-    hz = net.norm(z)
-    out = fa_linear(hz, net.head, B['head']) if credit == 'fa' else net.head(hz)
+def head_credit(net:ResidualMLP, fw:dict, y:torch.Tensor, B:dict|None=None, head_grads:bool=False) -> tuple:
+    "(loss, logits, a_L = ∂L/∂h_L, e = ∂L/∂logits) of the cut pass `fw` (FA's B['head'] in the head's backward when B has one); `head_grads` sets the head's .grad."
+    z = fw['z']; hz = net.norm(z)
+    out = fa_linear(hz, net.head, B['head']) if B and 'head' in B else net.head(hz)
     loss = F.cross_entropy(out, y)
     head = list(net.head.parameters()) + list(net.norm.parameters())
     gs = torch.autograd.grad(loss, [z] + (head if head_grads else []))
     for p, g in zip(head, gs[1:]): p.grad = g
-    if credit == 'dfa':
-        e = (out.detach().softmax(-1) - F.one_hot(y, out.shape[-1]).to(out.dtype)) / len(y)   # ∂L/∂logits
-        return loss.detach(), out.detach(), [e @ B[f'h.{l}'] for l in range(L + 1)]
-    a = [None] * L + [gs[0]]
+    e = (out.detach().softmax(-1) - F.one_hot(y, out.shape[-1]).to(out.dtype)) / len(y)   # ∂L/∂logits
+    return loss.detach(), out.detach(), gs[0], e
+
+def credits(net:ResidualMLP, fw:dict, y:torch.Tensor, credit:str, B:dict, head_grads:bool=False) -> tuple[torch.Tensor, torch.Tensor, list]:
+    "(loss, logits, [a₀ … a_L]) of `credit` on the cut pass `fw` for labels y (mean cross-entropy)."
+    L = len(net.blocks)
+    loss, out, gz, e = head_credit(net, fw, y, B if credit == 'fa' else None, head_grads)
+    if credit == 'dfa': return loss, out, [e @ B[f'h.{l}'] for l in range(L + 1)]
+    a = [None] * L + [gz]
     for l in reversed(range(L)):
         u = fw['u'][l]
         f = fw['f'][l] if credit == 'bp' else _branch_fa(net.blocks[l], u, B, l)
@@ -85,10 +90,10 @@ def _cos(a, b) -> torch.Tensor:
     unit = lambda v: v / v.norm(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
     return (unit(a) * unit(b)).sum(-1)
 
-def alignment(net:ResidualMLP, x:torch.Tensor, y:torch.Tensor, credit:str, B:dict) -> dict:
-    "Per state l: `cos_l_mean`, `cos_l_sd` of the credit against BP's and `cos_l_zero` (the share of samples where either is zero); FA: `angle_<layer>` (degrees) of each W against its B."
+def alignment(net:ResidualMLP, x:torch.Tensor, y:torch.Tensor, credit:str, B:dict, fn=None) -> dict:
+    "Per state l: `cos_l_mean`, `cos_l_sd` of the credit against BP's and `cos_l_zero` (the share of samples where either is zero); FA: `angle_<layer>` (degrees) of each W against its B. `fn(fw, y)` → (loss, logits, credits) replaces `credits` for a learned credit."
     fw = cut_forward(net, x)                                   # one forward pass serves both: each call builds its own head graph
-    _, _, a = credits(net, fw, y, credit, B)
+    _, _, a = fn(fw, y) if fn else credits(net, fw, y, credit, B)
     _, _, ref = credits(net, fw, y, 'bp', {})
     out = {}
     for l, (m, r) in enumerate(zip(a, ref)):

@@ -111,7 +111,7 @@ def _window_stats(self:OfflineEngine, s:int) -> dict:
         out[f'drift_l{i}'] = drift(h, h0)['mean_cosine']; out[f'cka_l{i}'] = linear_cka(h, h0)
     if hasattr(self.learner, 'epoch_stats'):   # the local learner: its credit against BP's
         px, py = self.probe_x[:512], d['train_y'][d['probe']][:512]
-        out.update({f'align_{k}': v for k, v in self.learner.epoch_stats(px, py).items()})
+        out.update({f'align_{k}': v for k, v in self.learner.epoch_stats(px, py, self.c.credit_probe).items()})
     return out
 
 def _flush(self:OfflineEngine, s:int, rd:Path):

@@ -19,9 +19,12 @@ from .config import *
 from .store import *
 from .engine import *
 from .offline import make_engine
+import upgd_nb.lq   # registers the engine of mode='lq' (the credit bridges' toy)
+from .core import git_info, GIT_AT_IMPORT, outputs_root
 
 # %% auto 0
-__all__ = ['PER_MEMBER', 'CPU_POPULATION', 'write_progress', 'plan', 'run_many', 'run', 'task_table', 'plot_curve']
+__all__ = ['PER_MEMBER', 'CPU_POPULATION', 'write_progress', 'plan', 'frozen_guard', 'run_many', 'run', 'phase_runs',
+           'task_table', 'plot_curve']
 
 # %% ../nbs/53_run.ipynb
 def write_progress(rd:Path, c:RunConfig, step:int, rate:float, row:dict|None, size:int):
@@ -119,6 +122,14 @@ def plan(cfgs:list, max_size:int|None=None) -> list[list[RunConfig]]:
         out += [g[i:i + size] for i in range(0, len(g), size)]
     return out
 
+def frozen_guard(cs:list[RunConfig], now:dict|None=None, at:dict|None=None):
+    "Refuse `phase='frozen'` configs unless the code runs from a clean git checkout that has not moved since it was imported (`now`, `at`: git states, for tests)."
+    if not any(c.phase == 'frozen' for c in cs): return
+    now, at = now or git_info(), at or GIT_AT_IMPORT
+    if now['commit'] is None: raise ConfigError("phase 'frozen' records the commit it ran: it needs a git checkout, and none holds upgd_nb here")
+    if now['dirty'] or at['dirty'] or now['commit'] != at['commit']:
+        raise ConfigError(f"phase 'frozen' refuses a dirty tree (tracked files changed, or the checkout moved since import, at {now['commit'][:8]}): commit first, or run it as phase 'pilot'")
+
 def _at(c:RunConfig) -> int:
     "The step `c`'s run stands at (0 if it has not started)."
     return (read_config(run_dir(c)) or {}).get('step', 0)
@@ -128,12 +139,27 @@ def run_many(cfgs:list, max_size:int|None=None, # members per population; None: 
             ) -> list[Run]:
     "Run (or resume, or load) every config of `cfgs`; flat-engine configs that differ only per learner run as populations."
     cs = [RunConfig.make(c) for c in cfgs]
+    frozen_guard(cs)
     for g in plan([c for c in cs if until is None or _at(c) < until], max_size): _run_group(g, until)
     return [load_run(run_dir(c)) for c in cs]
 
 def run(cfg:RunConfig|dict|None=None, **kw) -> Run:
     "Run (or resume, or load) the experiment of `cfg` updated by `kw`; returns the `Run`."
     return run_many([RunConfig.make(cfg, **kw)])[0]
+
+# %% ../nbs/53_run.ipynb
+def phase_runs(experiment:str|None=None, root:str|None=None) -> pd.DataFrame:
+    "Every run under outputs/ (or one `experiment`) with its phase, the commit and dirty flag of the code it ran, status and times."
+    base = outputs_root(root)
+    rows = []
+    for p in sorted((base/experiment if experiment else base).glob('*/config.json' if experiment else '*/*/config.json')):
+        try: d = read_config(p.parent)
+        except Exception: continue
+        if not d or 'config' not in d: continue
+        g = d.get('env', {}).get('git', {})
+        rows.append(dict(experiment=p.parent.parent.name, run_id=p.parent.name, phase=d['config'].get('phase', 'debug'),
+                         commit=g.get('commit'), dirty=g.get('dirty'), status=d.get('status'), started=d.get('started'), finished=d.get('finished')))
+    return pd.DataFrame(rows, columns=['experiment', 'run_id', 'phase', 'commit', 'dirty', 'status', 'started', 'finished'])
 
 # %% ../nbs/53_run.ipynb
 def task_table(r:Run) -> pd.DataFrame:
