@@ -18,10 +18,10 @@ from .grad_stats import epoch_summary
 
 # %% auto 0
 __all__ = ['CONFIG', 'SWEEPS', 'CURATED', 'BASELINE', 'CLAIMS', 'SEEDS_BAND', 'study_runs', 'epoch_table', 'with_total',
-           'grad_table', 'select', 'curate', 'load_curated', 'seed_interval', 'verdict', 'fmt', 'per_seed',
-           'decay_slope', 'layer_rho', 'part', 'combine', 'claim1', 'claim2', 'claim3', 'claim4', 'claim5', 'claim6',
-           'claim7', 'claim8', 'claim9', 'claim10', 'claims_table', 'claim_parts', 'figure', 'plot_dispersion',
-           'plot_bands']
+           'grad_table', 'select', 'curate', 'runs_meta', 'write_tables', 'read_tables', 'load_curated',
+           'seed_interval', 'verdict', 'fmt', 'per_seed', 'decay_slope', 'layer_rho', 'part', 'combine', 'claim1',
+           'claim2', 'claim3', 'claim4', 'claim5', 'claim6', 'claim7', 'claim8', 'claim9', 'claim10', 'claims_table',
+           'claim_parts', 'figure', 'plot_dispersion', 'plot_bands']
 
 # %% ../nbs/83_dynamics.ipynb
 CONFIG = ('depth', 'width', 'init', 'learner', 'lr', 'label_noise', 'inputs', 'epochs', 'seed')
@@ -82,6 +82,25 @@ def curate(folder:str|Path='nbs/dynamics', out:str|Path|None=None, sweeps=SWEEPS
     write_parquet(out/'batches.parquet', b.astype(dict(norm='float32', batch_accuracy='float32')))
     (out/'sweeps.json').write_text(json.dumps(dict(sweeps=ids, commits=sorted({str(r.info['env']['git']) for r in rs})), indent=1))
     return out
+
+def runs_meta(runs:list, **extra) -> dict:
+    "The provenance of a curated table: `extra` (e.g. its sweep files), the runs, their phases, the commits and dirty flags of the code that ran them, their total run time."
+    return dict(**extra, runs=len(runs), phases=sorted({r.info['config'].get('phase', 'debug') for r in runs}),
+                commits=sorted({r.info['env']['git']['commit'] for r in runs}), dirty=any(r.info['env']['git']['dirty'] for r in runs),
+                wall_s=round(sum(r.info['timings']['wall_s'] for r in runs), 1))
+
+def write_tables(out:Path, tables:dict) -> Path:
+    "Each `name: (table, meta)` of `tables` as `<name>.parquet` in `out`, the metas together in `sweeps.json`."
+    import json
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    for name, (df, _) in tables.items(): df.to_parquet(out/f'{name}.parquet', index=False)
+    (out/'sweeps.json').write_text(json.dumps({k: m for k, (_, m) in tables.items()}, indent=1))
+    return out
+
+def read_tables(d:Path) -> dict:
+    "What `write_tables` wrote in `d`: every table by name, and 'meta'."
+    import json
+    return {p.stem: pd.read_parquet(p) for p in sorted(Path(d).glob('*.parquet'))} | dict(meta=json.loads((Path(d)/'sweeps.json').read_text()))
 
 def load_curated(root:str|Path|None=None) -> dict:
     "The curated tables: dict(epochs=…, grads=…, batches=…)."

@@ -16,7 +16,7 @@ from .credit import CREDITS, identity_check
 from .offline_data import offline_splits
 from .sweep import points
 from .config import run_dir
-from .dynamics import study_runs, seed_interval   # the runs of a sweep file; per-seed effects with their Student-t interval
+from .dynamics import study_runs, seed_interval, runs_meta, write_tables, read_tables   # the runs of a sweep file; per-seed effects with their Student-t interval
 
 # %% auto 0
 __all__ = ['CONFIGS', 'SEEDS', 'KEYS', 'COLORS', 'ladder_sweep', 'ladder_table', 'final', 'layout', 'effect', 'verdicts',
@@ -112,21 +112,12 @@ def identity_table(dataset:str='emnist_letters', seeds=SEEDS, configs=CONFIGS, n
 # %% ../nbs/84_ladder.ipynb
 def curate(sweeps=('nbs/local/ladder.yaml', 'nbs/local/ladder_long.yaml'), out:str|Path|None=None) -> Path:
     "The epoch tables of the finished runs of `sweeps` as `<sweep name>.parquet` under `out` (default outputs/curated/local_ladder)."
-    root = repo_root(); out = Path(out) if out else root/'outputs'/'curated'/'local_ladder'
-    out.mkdir(parents=True, exist_ok=True); meta = {}
-    for s in sweeps:
-        runs = study_runs(root/s if not Path(s).is_absolute() else s)
-        t = ladder_table(runs); name = Path(s).stem
-        t.to_parquet(out/f'{name}.parquet', index=False)
-        meta[name] = dict(sweep=str(s), runs=len(runs), commits=sorted({r.info['env']['git']['commit'] for r in runs}),
-                          dirty=any(r.info['env']['git']['dirty'] for r in runs), wall_s=round(sum(r.info['timings']['wall_s'] for r in runs), 1))
-    (out/'sweeps.json').write_text(json.dumps(meta, indent=1))
-    return out
+    root = repo_root(); runs = {Path(s).stem: (s, study_runs(root/s if not Path(s).is_absolute() else s)) for s in sweeps}
+    return write_tables(Path(out) if out else root/'outputs'/'curated'/'local_ladder', {k: (ladder_table(rs), runs_meta(rs, sweep=str(s))) for k, (s, rs) in runs.items()})
 
 def load_curated(root:str|Path|None=None) -> dict:
     "The curated ladder tables by sweep name, and 'meta'."
-    d = Path(root) if root else repo_root()/'outputs'/'curated'/'local_ladder'
-    return {p.stem: pd.read_parquet(p) for p in sorted(d.glob('*.parquet'))} | dict(meta=json.loads((d/'sweeps.json').read_text()))
+    return read_tables(Path(root) if root else repo_root()/'outputs'/'curated'/'local_ladder')
 
 # %% ../nbs/84_ladder.ipynb
 COLORS = dict(bp='#1b9e77', fa='#7570b3', dfa='#d95f02')
