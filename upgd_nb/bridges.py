@@ -24,11 +24,13 @@ METHODS = ('bp', 'dfa', 'terminal', 'state_bridge', 'credit_bridge', 'credit_bri
 SEEDS = (42, 123, 456)
 
 def method(cfg:dict) -> str:
-    "The method of a run's config: its credit, and what an ablation changes ('no TGM', 'λ=…'); real runs add '+ warm-up', '| e'."
+    "The method of a run's config: its credit, and what an ablation changes ('no TGM', 'λ=…', '| e' when conditioned on e, a toy run's length if not 8,000 steps, '+ warm-up')."
     m = cfg['credit']
     if m == 'credit_bridge':
         if cfg.get('grad_match', 1.0) == 0: m += ' (no TGM)'
         elif cfg.get('bridge_weight', 0.1) != 0.1: m += f" (λ={cfg['bridge_weight']:g})"
+        if cfg.get('condition_e'): m += ' | e'
+    if cfg.get('mode') == 'lq' and cfg.get('n_steps', 8000) != 8000: m += f" ({cfg['n_steps']:,} steps)"
     if cfg.get('mode') == 'offline' and cfg.get('warmup', 0): m += f" + {cfg['warmup']:.0%} DFA warm-up"
     return m
 
@@ -126,7 +128,8 @@ def real_sweep(dataset:str='emnist_letters', epochs:int=3, n_train:int=60_000, s
     return dict(name=name, experiment=experiment, base=b, grid=grid, seeds=list(seeds))
 
 # %% ../nbs/85_bridges.ipynb
-SWEEPS = dict(toy=('nbs/bridges/toy.yaml', 'nbs/bridges/toy_ablation.yaml'), real=('nbs/bridges/real.yaml',))
+SWEEPS = dict(toy=('nbs/bridges/toy.yaml', 'nbs/bridges/toy_ablation.yaml'), real=('nbs/bridges/real.yaml',),
+              posthoc_toy=('nbs/bridges/posthoc_toy.yaml',), posthoc_real=('nbs/bridges/posthoc_real.yaml', 'nbs/bridges/posthoc_real_noe.yaml'))   # post hoc: pilot runs after the frozen ones were seen
 
 def curate(sweeps:dict=SWEEPS, out:str|Path|None=None) -> Path:
     "Each group of `sweeps` as `<group>.parquet` under `out` (default outputs/curated/credit_bridges), and sweeps.json (runs, phases, commits)."
