@@ -115,9 +115,11 @@ def bridge_row(folder:Path, page:str) -> dict:
     from upgd_nb.bridges import load_curated, toy_verdicts, real_verdicts, last
     t = load_curated(folder); T, R = t['toy'], t['real']
     cos = last(T).groupby('method').cos_mean.mean()
-    short = lambda V: ', '.join(f"{r.claim.split(' ', 1)[0]} {r.verdict}" for r in V.itertuples())
-    val = ('toy LQ costate cosine ' + ', '.join(f'{m} {cos[m]:.2f}' for m in ('dfa', 'terminal', 'state_bridge', 'credit_bridge', 'credit_bridge (no TGM)') if m in cos)
-           + f'; toy claims: {short(toy_verdicts(T))}; EMNIST letters: {short(real_verdicts(R))}')
+    tag = lambda c: ' State Bridge' if 'state_bridge' in c else ' Credit Bridge' if 'credit_bridge' in c else ''
+    short = lambda V: ', '.join(f"{r.claim.split(' ', 1)[0]}{tag(r.claim)} {r.verdict}" for r in V.itertuples())
+    names = {'dfa': 'DFA', 'terminal': 'the copied output gradient', 'state_bridge': 'State Bridge', 'credit_bridge': 'Credit Bridge', 'credit_bridge (no TGM)': 'Credit Bridge without terminal gradient matching'}
+    val = ('toy LQ costate cosine: ' + ', '.join(f'{names[m]} {cos[m]:.2f}' for m in names if m in cos)
+           + f'; pre-registered claims, toy: {short(toy_verdicts(T))}; EMNIST letters: {short(real_verdicts(R))}')
     ep = int(R.epoch.max())
     return dict(result='Do the State and Credit Bridges give deep layers the true credit (credit as control)?', value=val,
                 protocol=f'toy LQ (d = 64, L = 12, 8,000 steps, 3 seeds, {T.run.nunique()} runs) and a screening on EMNIST letters '
