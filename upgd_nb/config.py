@@ -129,7 +129,7 @@ class RunConfig:
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     phase: str = P('debug', "the experiment phase: 'debug', 'pilot' or 'frozen' (refuses a dirty git tree; the commit is recorded)", 'run', PHASES)
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
-    engine: str = P('auto', "'flat' (populations over flat buffers: every learner but cbp, redo, the curvature-gated ones, second-order and feature-wise upgd; MLPs and the CNN; statistics per member), 'module' (every learner, statistics), 'auto' (flat where it applies, unless a finished module-engine run of the config exists)", 'engine', ('auto', 'flat', 'module'))
+    engine: str = P('auto', "'flat' (populations over flat buffers: every learner but cbp, redo, second-order and feature-wise upgd; MLPs and the CNN; statistics per member), 'module' (every learner, statistics), 'auto' (flat where it applies, unless a finished module-engine run of the config exists)", 'engine', ('auto', 'flat', 'module'))
     threads: int = P(1, 'torch CPU threads (1 is fastest for the module engine at batch size 1; the flat engine gains from 2; bit-identical results need the same count)')
     data_root: str = P('', "'' = $UPGD_NB_DATA, else data/ in the repository")
     verify_data: bool = P(True, 'check the data files: official checksums, sample counts and label range')

@@ -11,7 +11,8 @@ from .core import derive_seed, generator
 from .nets import build_net
 from .learners import learners
 from .kernels import step_constants, cpu_step, fused_step_, noise_key, rank1_meta, rank1_step_, counter_normal
-from .rules import rule, rule_state, rule_unsupported, columns, canonical, layout
+from .rules import rule, rule_state, rule_unsupported, columns, canonical, layout, CURVATURE_SHARED
+from .pcurvature import ACT, DACT, PopCurvature, mlp_input_grads, func_input_grads
 from .curvature import LOSSES
 from . import ckernel, crules
 
@@ -24,7 +25,8 @@ FLAT_LEARNERS = ('sgd', 'pgd', 'shrink_and_perturb', 'upgd')   # the fused kerne
 RULE_COMPILE_AFTER = 1000   # a torch rule's step is torch.compile'd from this step on (CPU, no C kernel): at a fixed step, so a resumed run computes what the whole run does
 SHARED = ('protect', 'eta', 'scope', 'gated_layers')  # switches that select the code path: equal across a population
 PER_MEMBER_HP = ('lr', 'weight_decay', 'sigma', 'beta_utility', 'eta_min', 'step_factor', 'ubar_min', 'ubar_max', 'non_gated_scale',
-                 'beta1', 'beta2', 'eps', 'kappa', 'beta_weight', 'beta_importance', 'ada_step_factor')  # columns: may differ within a population
+                 'beta1', 'beta2', 'eps', 'kappa', 'beta_weight', 'beta_importance', 'ada_step_factor',
+                 'tau', 'lambda_scale', 'lambda_max', 'beta_curvature', 'gate_a', 'gate_b', 'min_gating', 'gate_alpha', 'curvature_scale')  # columns: may differ within a population
 
 def learner_defaults(name:str) -> dict:
     "The hyperparameters of learner `name` with their default values."
@@ -43,11 +45,6 @@ def flat_unsupported(learner:str, kw:dict, spec:dict, stats:str='') -> str|None:
     return None   # statistics: every group, per member through shadow learners (47b_population_stats)
 
 # %% ../nbs/47_population.ipynb
-_ACT = dict(relu=torch.relu, tanh=torch.tanh, leaky_relu=F.leaky_relu, identity=lambda z: z)
-_DACT = dict(relu=lambda a: (a > 0).to(a.dtype), tanh=lambda a: 1 - a * a,
-             leaky_relu=lambda a: torch.where(a > 0, torch.ones_like(a), torch.full_like(a, 0.01)), identity=lambda a: torch.ones_like(a))
-
-# %% ../nbs/47_population.ipynb
 class Population:
     "S learners of one `learner` kind on one net `spec`, each `members[s]` a dict of its seed and hyperparameters, in lockstep."
     def __init__(self, spec:dict, n_in, n_out:int, loss:str, learner:str, members:list[dict], device='cpu',
@@ -60,7 +57,7 @@ class Population:
         kws = [{**learner_defaults(learner), **{k: v for k, v in m.items() if k != 'seed'}} for m in members]
         why = flat_unsupported(learner, kws[0], spec)
         if why: raise ValueError(f'the flat engine cannot run {why}')
-        for k in SHARED:
+        for k in SHARED + CURVATURE_SHARED:
             if len({kw.get(k) for kw in kws}) > 1: raise ValueError(f'{k} must be the same for every member of a population')
         self.spec, self.loss, self.learner, self.members, self.compiled = dict(spec), loss, learner, members, compiled
         self.device = torch.device(device); self.fused = fused(learner, kws[0]); self.mlp = spec['kind'] == 'mlp'
@@ -78,11 +75,15 @@ class Population:
         self.grad = None if self.rank1 else torch.zeros_like(self.theta)
         self.act, self.n_out, self.upgd = spec.get('act', 'relu'), n_out, learner == 'upgd' and self.fused
         col = lambda k, d=0.: [kw.get(k, d) for kw in kws]
-        self.U, self.st, self.rule = None, {}, None
+        self.U, self.st, self.rule, self.curv, self.sig = None, {}, None, None, torch.zeros(len(members), 1, device=self.device)
         if not self.fused:
             self.rule = rule(learner, kws[0]); self.st = rule_state(self.rule, self.theta)
             self.hp = columns([canonical(learner, kw) for kw in kws], self.rule['cols'], self.device)
             self.lay = layout(nets[0], kws[0].get('gated_layers', 'all'), self.device) if self.rule.get('layout') else None
+            if 'signal' in self.rule:   # a curvature-gated learner: each member's κ (46d_pcurvature) and the λ or gate formed from it
+                cv = self.rule['curvature']
+                self.curv = PopCurvature([m['seed'] for m in members], self.hp['beta_curvature64'], cv['curvature_every'], cv['curvature_probes'],
+                                         cv['curvature_h'], cv['curvature_estimator'], self.device)
         elif self.upgd:
             self.hp = step_constants(col('lr'), col('weight_decay'), col('sigma'), col('beta_utility'), [e or 0. for e in col('eta_min')],
                                      col('step_factor'), col('ubar_min'), col('ubar_max'), device=self.device)
@@ -104,7 +105,7 @@ class Population:
             self.rows, self._z = ckernel.row_table(self.shapes), torch.empty_like(self.theta) if self.keys is not None else None
             if self.fused: self._cstep = ckernel.prepare(self.theta, self.D, self.A, self.rows, self.hp, self.keys, self.U, self.beta64 if self.upgd else None,
                                                          self.protect, self.eta, self._z)
-            else: self._cstep = crules.prepare(learner, kws[0], self.theta, self.D, self.A, self.rows, self.st, self.hp, self.keys, self.lay, self._z)
+            else: self._cstep = crules.prepare(learner, kws[0], self.theta, self.D, self.A, self.rows, self.st, self.hp, self.keys, self.lay, self._z, self.sig)
         self._graph = None
 
     def _views(self, buf) -> list[torch.Tensor]:
@@ -123,6 +124,7 @@ class Population:
 class Population(Population):
     def observe(self, x:torch.Tensor, y:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Learner s predicts `x[s]`, is scored against `y[s]`, then steps: (loss [S], correct [S]; NaN for 'mse')."
+        if self.curv is not None: self._signal(x, y)   # κ before the step, at the weights the step starts from
         if not self.mlp:
             loss, correct = self._func_observe(x, y); self.step_()
             return loss, correct
@@ -130,7 +132,7 @@ class Population(Population):
         h = [x]
         for l in range(L):
             z = torch.baddbmm(W[2*l + 1].unsqueeze(1), h[-1].unsqueeze(1), W[2*l].transpose(1, 2)).squeeze(1)
-            h.append(z if l == L - 1 else _ACT[self.act](z))
+            h.append(z if l == L - 1 else ACT[self.act](z))
         out = h[-1]
         if self.loss == 'ce':
             logp = out.log_softmax(-1)
@@ -142,7 +144,7 @@ class Population(Population):
         for l in reversed(range(L)):
             if self.rank1: self._Dv[l].copy_(d); self._Av[l].copy_(h[l])
             else: torch.mul(d.unsqueeze(2), h[l].unsqueeze(1), out=G[2*l]); G[2*l + 1].copy_(d)
-            if l: d = torch.bmm(d.unsqueeze(1), W[2*l]).squeeze(1) * _DACT[self.act](h[l])
+            if l: d = torch.bmm(d.unsqueeze(1), W[2*l]).squeeze(1) * DACT[self.act](h[l])
         self.step_()
         return loss.detach(), correct
 
@@ -169,7 +171,7 @@ class Population(Population):
             f = self._rule_fn(t)
             if f is not self.rule['step']: t = torch.tensor(float(t), dtype=torch.float64)   # the compiled rule: t a tensor, no recompiles
             args = (self.theta, self.grad, self.st, self.hp, t, z) + ((self.lay,) if self.lay is not None else ())
-            self.theta = f(*args); self._W = self._views(self.theta)
+            self.theta = f(*args, **({'sig': self.sig} if self.curv is not None else {})); self._W = self._views(self.theta)
             return
         bc = (1 - self.beta64 ** self.t).float() if self.upgd else None
         if self.rank1 and self.kernel == 'triton': rank1_step_(self.theta, self.D, self.A, self.meta, self.n_blocks, self.hp, self.keys, self.t, self.U, bc, self.protect, self.eta)
@@ -190,6 +192,7 @@ class Population(Population):
             out = functional_call(net, ps, (x.unsqueeze(0),))
             return lossf(out, y.reshape(1, *y.shape) if self.loss == 'ce' else y.reshape(out.shape)), out.squeeze(0)
         self._gv = vmap(grad_and_value(f, has_aux=True))
+        self._gx = func_input_grads(net, self.shapes, self.loss)   # the curvature signal's input gradients
 
     def _func_observe(self, x, y):
         "Loss, correctness and G of every member on its sample (any net)."
@@ -198,6 +201,14 @@ class Population(Population):
         correct = (out.argmax(-1) == y).to(out.dtype) if self.loss == 'ce' else torch.full_like(loss, float('nan'))
         return loss.detach(), correct
 
+
+# %% ../nbs/47_population.ipynb
+class Population(Population):
+    def _signal(self, x:torch.Tensor, y:torch.Tensor):
+        "Each member's κ at its sample (x[s], y[s]) when due, and this step's λ (or SGD gate) into `sig`."
+        grads = (lambda a, b: mlp_input_grads(self._W, self.act, self.loss, a, b)) if self.mlp else (lambda a, b: self._gx(self.theta, a, b))
+        self.curv.before(x, y, grads)
+        self.sig.copy_(self.rule['signal'](self.curv.kappa[:, None], self.curv.kappa_hat()[:, None], self.hp))
 
 # %% ../nbs/47_population.ipynb
 class Population(Population):
@@ -241,9 +252,9 @@ class Population(Population):
 # %% ../nbs/47_population.ipynb
 class Population(Population):
     def member_state(self, s:int) -> dict:
-        "Member s's state: its parameters, utility trace (fused UPGD), its rule's buffers and the step count."
+        "Member s's state: its parameters, utility trace (fused UPGD), its rule's buffers, its curvature signal and the step count."
         return dict(engine='flat', theta=self.theta[s].cpu().clone(), U=None if self.U is None else self.U[s].cpu().clone(), t=int(self.t),
-                    state={k: v[s].cpu().clone() for k, v in self.st.items()})
+                    state={k: v[s].cpu().clone() for k, v in self.st.items()}, curvature=None if self.curv is None else self.curv.member_state(s))
 
     def load_member(self, s:int, sd:dict):
         "Set member s to the state `sd` of `member_state`; every member must be at the same step."
@@ -253,6 +264,7 @@ class Population(Population):
         self.theta[s] = sd['theta'].to(self.device); self.t.fill_(sd['t'])
         if self.U is not None: self.U[s] = sd['U'].to(self.device)
         for k, v in sd.get('state', {}).items(): self.st[k][s] = v.to(self.device)
+        if self.curv is not None: self.curv.load_member(s, sd['curvature'])
 
 
 # %% ../nbs/47_population.ipynb

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from .kernels import counter_normal
+from .optim import LAMBDA_MAPPINGS
 
 # %% auto 0
-__all__ = ['RULE_LEARNERS', 'SHARED', 'columns', 'correction', 'Layout', 'layout', 'l2_init_step', 'adamw_step', 'reg_step',
-           'row_normalize', 'upgd_scaled', 'adam_direction', 'upgd_step', 'canonical', 'rule_unsupported', 'rule',
-           'rule_state']
+__all__ = ['RULE_LEARNERS', 'SHARED', 'CURVATURE_SHARED', 'columns', 'correction', 'Layout', 'layout', 'l2_init_step',
+           'adamw_step', 'reg_step', 'row_normalize', 'upgd_scaled', 'adam_direction', 'upgd_step', 'curvature_signal',
+           'curvature_gates', 'sgd_gated_step', 'canonical', 'rule_unsupported', 'rule', 'rule_state']
 
 # %% ../nbs/46a_rules.ipynb
 def columns(kws:list[dict], names, device='cpu') -> dict[str, torch.Tensor]:
@@ -108,13 +109,15 @@ def adam_direction(g, st:dict, hp:dict, t:int) -> torch.Tensor:
     return (st['m'] / correction(hp['beta164'], t)) / ((st['v'] / correction(hp['beta264'], t)).sqrt() + hp['eps'])
 
 def upgd_step(theta, g, st:dict, hp:dict, t:int, z=None, lay:Layout|None=None, scope:str='global', eta:str='raw',
-              protect:bool=True, adaptive:bool=False):
-    "One UPGD step of S learners (any variant above); `z` the step's standard normals or None; the trace in `st['U']`."
+              protect:bool=True, adaptive:bool=False, sig=None, gating:str='upgd', anchor:bool=False):
+    "One UPGD step of S learners (any variant above); `z` the step's standard normals or None; the trace in `st['U']`; `sig` [S, 1] the curvature-gated variant's λ (below)."
     U = _trace(st['U'], -g * theta, hp['beta_utility'])
     ubar = upgd_scaled(U, correction(hp['beta_utility64'], t), hp, lay, scope, eta)
     d = adam_direction(g, st, hp, t) if adaptive else g
+    if anchor: d = d + sig * ubar * (theta - st['init'])       # curvature-gated: R = λ ū ⊙ (θ − θ₀) added to the direction
     gated = None if lay is None or lay.all_gated else lay.gated
-    gate = 1 - ubar if gated is None else torch.where(gated, 1 - ubar, hp['non_gated_scale'])
+    g1 = 1 - ubar if gating == 'upgd' else curvature_gates(ubar, sig, hp, gating)
+    gate = g1 if gated is None else torch.where(gated, g1, hp['non_gated_scale'])
     xi = None if z is None else z * hp['sigma']
     full = d * gate if xi is None else (d + xi) * gate          # protecting: gradient and noise gated
     if protect: step = full
@@ -124,15 +127,47 @@ def upgd_step(theta, g, st:dict, hp:dict, t:int, z=None, lay:Layout|None=None, s
     return theta * (1 - hp['lr'] * hp['weight_decay']) - (hp['lr'] * hp['step_factor']) * step
 
 # %% ../nbs/46a_rules.ipynb
-RULE_LEARNERS = ('l2_init', 'adamw', 's_ewc', 's_mas', 's_si', 's_rwalk', 'upgd', 'adaupgd')
+def curvature_signal(kappa:torch.Tensor, kappa_hat:torch.Tensor, hp:dict, learner:str, mapping:str='sigmoid') -> torch.Tensor:
+    "[S, 1] float32: input-aware UPGD's λ(κ, κ̂) or SGD's gate sigmoid(−(κ − τ)/s), from κ, κ̂ [S, 1] (NaN: no κ yet), in float64."
+    k, kh, d = kappa.double(), kappa_hat.double(), lambda c: hp[c].double()
+    if learner == 'sgd_curvature_gating': return torch.where(k.isnan(), 1., torch.sigmoid(-(k - d('tau')) / d('curvature_scale'))).float()
+    tau, sc, lmax = d('tau'), d('lambda_scale'), d('lambda_max')
+    if mapping == 'sigmoid': lam = lmax * torch.sigmoid((k - tau) / sc)
+    elif mapping == 'centered_linear': lam = 1 + (k - tau) / sc
+    elif mapping == 'ratio': lam = k / kh.clamp(min=1e-12)
+    elif mapping == 'tau_ratio': lam = k / tau
+    elif mapping == 'sigmoid_tau_ratio': lam = lmax * torch.sigmoid((k - tau) / tau)
+    else: raise ValueError(f'lambda_mapping must be one of {LAMBDA_MAPPINGS}, got {mapping!r}')
+    return torch.where(k.isnan(), 0., torch.minimum(lam.clamp(min=0), lmax)).float()
+
+def curvature_gates(ubar:torch.Tensor, lam:torch.Tensor, hp:dict, gating:str='linear_clamp') -> torch.Tensor:
+    "The gate g(ū, λ) [S, P] of curvature-gated UPGD with per-learner λ [S, 1] and gate constants (`optim.curvature_gate`)."
+    if gating == 'upgd': return 1 - ubar
+    if gating == 'linear_clamp': return (1 - ubar * lam).clamp(min=0)
+    if gating == 'option_c': g = 1 / (1 + hp['gate_a'] * lam + hp['gate_b'] * ubar)
+    elif gating == 'option_d': g = (1 - ubar) / lam.clamp(min=1e-12) ** hp['gate_alpha']
+    else: raise ValueError(f"gating must be one of ('upgd', 'linear_clamp', 'option_c', 'option_d'), got {gating!r}")
+    return torch.minimum(torch.maximum(g, hp['min_gating']), torch.ones_like(g))
+
+def sgd_gated_step(theta, g, st:dict, hp:dict, t:int, z=None, sig=None):
+    "SGD with curvature gating for S learners: α' = α·gate, θ ← (1 − α'λ)θ − α'(g + σξ)."
+    a = hp['lr'] * sig
+    return theta * (1 - a * hp['weight_decay']) - a * (g if z is None else g + z * hp['sigma'])
+
+# %% ../nbs/46a_rules.ipynb
+RULE_LEARNERS = ('l2_init', 'adamw', 's_ewc', 's_mas', 's_si', 's_rwalk', 'upgd', 'adaupgd', 'upgd_input_aware', 'sgd_curvature_gating')
 SHARED = ('protect', 'eta', 'scope', 'gated_layers')   # switches that select the code path: one value per population
+CURVATURE_SHARED = ('gating', 'anchor', 'lambda_mapping', 'curvature_every', 'curvature_probes', 'curvature_h', 'curvature_estimator')   # (the curvature-gated learners')
 _UPGD_COLS = ('lr', 'weight_decay', 'beta_utility', 'sigma', 'eta_min', 'step_factor', 'ubar_min', 'ubar_max', 'non_gated_scale')
+_AWARE_COLS = ('tau', 'lambda_scale', 'lambda_max', 'beta_curvature', 'gate_a', 'gate_b', 'min_gating', 'gate_alpha')
 
 def canonical(learner:str, kw:dict) -> dict:
-    "The hyperparameters `kw` of `learner` as its rule reads them (AdaUPGD's as UPGD's, with Adam's)."
-    if learner != 'adaupgd': return dict(kw)
-    return dict(kw, step_factor=kw['ada_step_factor'], eta_min=1e-8, ubar_min=0., ubar_max=1., non_gated_scale=0.5,
-                scope='global', eta='raw', protect=True, gated_layers='all')
+    "The hyperparameters `kw` of `learner` as its rule reads them (AdaUPGD's and input-aware UPGD's as UPGD's, with their own)."
+    plain = dict(eta_min=1e-8, ubar_min=0., ubar_max=1., non_gated_scale=0.5, scope='global', eta='raw', protect=True, gated_layers='all')
+    if learner == 'adaupgd': return dict(kw, step_factor=kw['ada_step_factor'], **plain)
+    if learner == 'upgd_input_aware': return dict(kw, step_factor=1., **plain)   # the UPGD class's defaults it is built with
+    if learner == 'sgd_curvature_gating': return dict(kw, beta_curvature=0.9)     # SGD's κ̂ (unused by its gate) with NoisyOptimizer's default
+    return dict(kw)
 
 def rule_unsupported(learner:str, kw:dict) -> str|None:
     "Why no population rule runs `learner` with `kw` (None: one does)."
@@ -151,10 +186,19 @@ def rule(learner:str, kw:dict) -> dict:
         st = dict(ewc=('w', 'F'), mas=('w', 'F'), si=('w', 'omega', 'delta', 'prev'), rwalk=('w', 'F', 's', 'prev'))[imp]
         return dict(step=lambda *a: reg_step(*a, importance=imp), state=st, cols=('lr', 'kappa', 'beta_weight', 'beta_importance'), noise=False)
     kw = canonical(learner, kw); ada = learner == 'adaupgd'
+    if learner == 'sgd_curvature_gating':
+        return dict(step=sgd_gated_step, state=(), cols=('lr', 'weight_decay', 'sigma', 'tau', 'curvature_scale', 'beta_curvature'), noise=True,
+                    curvature={k: kw[k] for k in CURVATURE_SHARED if k in kw}, signal=lambda k, kh, hp: curvature_signal(k, kh, hp, learner))
     sw = {k: kw[k] for k in SHARED}
-    step = lambda th, g, st, hp, t, z, lay=None: upgd_step(th, g, st, hp, t, z, lay, sw['scope'], sw['eta'], sw['protect'], ada)
-    return dict(step=step, state=('U', 'm', 'v') if ada else ('U',), cols=_UPGD_COLS + (('beta1', 'beta2', 'eps') if ada else ()),
-                noise=True, layout=sw['scope'] == 'local' or sw['gated_layers'] != 'all', shared=sw)
+    out = dict(state=('U', 'm', 'v') if ada else ('U',), cols=_UPGD_COLS + (('beta1', 'beta2', 'eps') if ada else ()), noise=True,
+               layout=sw['scope'] == 'local' or sw['gated_layers'] != 'all', shared=sw)
+    if learner == 'upgd_input_aware':
+        cv = {k: kw[k] for k in CURVATURE_SHARED}
+        out.update(state=('U', 'init') if cv['anchor'] else ('U',), cols=_UPGD_COLS + _AWARE_COLS, curvature=cv,
+                   signal=lambda k, kh, hp: curvature_signal(k, kh, hp, learner, cv['lambda_mapping']),
+                   step=lambda th, g, st, hp, t, z, lay=None, sig=None: upgd_step(th, g, st, hp, t, z, lay, 'global', 'raw', True, False, sig, cv['gating'], cv['anchor']))
+    else: out['step'] = lambda th, g, st, hp, t, z, lay=None: upgd_step(th, g, st, hp, t, z, lay, sw['scope'], sw['eta'], sw['protect'], ada)
+    return out
 
 # %% ../nbs/46a_rules.ipynb
 def rule_state(r:dict, theta:torch.Tensor) -> dict:
