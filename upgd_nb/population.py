@@ -11,19 +11,18 @@ from .core import derive_seed, generator
 from .nets import build_net
 from .learners import learners
 from .kernels import step_constants, cpu_step, fused_step_, noise_key, rank1_meta, rank1_step_, counter_normal
-from .rules import rule, rule_state, rule_unsupported, columns, canonical, layout, CURVATURE_SHARED
+from .rules import rule, rule_state, rule_unsupported, columns, canonical, layout, SHARED, CURVATURE_SHARED   # SHARED: the switches that select the code path
 from .pcurvature import ACT, DACT, PopCurvature, mlp_input_grads, func_input_grads
 from .curvature import LOSSES
 from . import ckernel, crules
 
 # %% auto 0
-__all__ = ['FLAT_LEARNERS', 'RULE_COMPILE_AFTER', 'SHARED', 'PER_MEMBER_HP', 'learner_defaults', 'fused', 'flat_unsupported',
-           'Population', 'population_bytes', 'free_bytes', 'max_population']
+__all__ = ['FLAT_LEARNERS', 'RULE_COMPILE_AFTER', 'PER_MEMBER_HP', 'learner_defaults', 'fused', 'flat_unsupported', 'Population',
+           'population_bytes', 'free_bytes', 'max_population']
 
 # %% ../nbs/47_population.ipynb
 FLAT_LEARNERS = ('sgd', 'pgd', 'shrink_and_perturb', 'upgd')   # the fused kernels of 46_kernels
 RULE_COMPILE_AFTER = 1000   # a torch rule's step is torch.compile'd from this step on (CPU, no C kernel): at a fixed step, so a resumed run computes what the whole run does
-SHARED = ('protect', 'eta', 'scope', 'gated_layers')  # switches that select the code path: equal across a population
 PER_MEMBER_HP = ('lr', 'weight_decay', 'sigma', 'beta_utility', 'eta_min', 'step_factor', 'ubar_min', 'ubar_max', 'non_gated_scale',
                  'beta1', 'beta2', 'eps', 'kappa', 'beta_weight', 'beta_importance', 'ada_step_factor',
                  'tau', 'lambda_scale', 'lambda_max', 'beta_curvature', 'gate_a', 'gate_b', 'min_gating', 'gate_alpha', 'curvature_scale')  # columns: may differ within a population
