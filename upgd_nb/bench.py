@@ -19,7 +19,7 @@ from .nets import build_net
 from .core import generator
 
 # %% auto 0
-__all__ = ['BYTES_PER_PARAM', 'KERNEL_BYTES', 'COMPARISON', 'RefUPGD', 'RefSGD', 'PerSampleMNIST', 'reference_loop',
+__all__ = ['BYTES_PER_PARAM', 'KERNEL_BYTES', 'COMPARISON', 'MORE', 'RefUPGD', 'RefSGD', 'PerSampleMNIST', 'reference_loop',
            'population_throughput', 'copy_bandwidth', 'bench_table', 'method_table', 'cnn_throughput', 'stats_cost',
            'breakdown', 'cuda_checks', 'main']
 
@@ -72,6 +72,8 @@ def reference_loop(learner:str='upgd', n:int=2000, warmup:int=200, device='cpu',
     torch.manual_seed(0); dev = torch.device(device)
     loader = iter(torch.utils.data.DataLoader(PerSampleMNIST(root), batch_size=1, shuffle=True))
     net = nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 150), nn.ReLU(), nn.Linear(150, 10)).to(dev)
+    if learner in ('cbp', 'redo') or (hp or {}).get('features'):   # their learners read the net's hidden layers (and gates)
+        net = build_net(dict(kind='mlp', hidden=(300, 150), act='relu', gates=bool((hp or {}).get('features'))), 784, 10, generator(0, 'init')).to(dev)
     if hp is not None: mod = learners[learner](net, 'ce', generator(0, 'noise', dev), **hp)
     else: opt = RefUPGD(net.named_parameters(), 0.01, 0.01, 0.9999, 0.1) if learner == 'upgd' else RefSGD(net.named_parameters(), 0.01)
     perm, losses, accs = torch.randperm(784), [], []
@@ -94,7 +96,8 @@ def population_throughput(learner:str='upgd', S:int=1, n_steps:int=2000, device=
     s0 = next(iter(streams.values())); window = min(window, s0.window)
     if hp is None: hp = dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01) if learner == 'upgd' else dict(lr=0.01)
     members = [dict(seed=sd, **dict(hp, lr=hp['lr'] * (1 + i % 4))) for i, sd in enumerate(seeds)]
-    pop = Population(s0.net, s0.n_inputs, s0.n_outputs, s0.loss, learner, members, dev, kernel=kernel)
+    spec = dict(s0.net, gates=True) if hp.get('features') else s0.net   # feature-wise UPGD: the gated MLP
+    pop = Population(spec, s0.n_inputs, s0.n_outputs, s0.loss, learner, members, dev, kernel=kernel)
     idx = torch.tensor([list(streams).index(s) for s in seeds], device=dev)
     def one_window(n):
         X, Y = zip(*[st.next_window(n) for st in streams.values()])
@@ -150,12 +153,15 @@ COMPARISON = dict(sgdw=('sgd', dict(lr=0.01, weight_decay=0.001)), pgd=('pgd', d
                   s_ewc=('s_ewc', dict(lr=0.01, kappa=0.01)),
                   upgd_local=('upgd', dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01, scope='local')),
                   upgd_input_aware=('upgd_input_aware', dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01)))
+MORE = dict(sgd_momentum=('sgd_momentum', dict(lr=0.01, momentum=0.9)), cbp=('cbp', dict(lr=0.01)), redo=('redo', dict(lr=0.01)),
+            upgd_second_order=('upgd', dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01, order=2)),
+            upgd_features=('upgd', dict(lr=0.01, sigma=0.1, beta_utility=0.9999, weight_decay=0.01, features=True)))
 
 def method_table(device='cpu', sizes=(1, 2, 4, 8), methods=tuple(COMPARISON), n_steps:int=2000, ref_steps:int=1000, root=None, warmup:int|None=None) -> pd.DataFrame:
     "One row per method: the best population rate over `sizes`, its S, the method's per-step baseline and their ratio."
     rows = []
     for m in methods:
-        learner, hp = COMPARISON[m]
+        learner, hp = {**COMPARISON, **MORE}[m]
         ref = reference_loop(learner, ref_steps, device=device, root=root, hp=hp)
         try: rates = {S: population_throughput(learner, S, n_steps, device, root=root, hp=hp, warmup=warmup) for S in sizes}
         except ValueError as e: rows.append(dict(method=m, baseline_steps_per_s=round(ref, 1), note=str(e)[:80])); continue
@@ -293,6 +299,7 @@ def main(argv=None):
     ap.add_argument('--out', default=None); ap.add_argument('--budget-s', type=float, default=None)
     ap.add_argument('--check', action='store_true', help='run cuda_checks first')
     ap.add_argument('--methods', action='store_true', help='also time every method of the comparison (method_table), the CNN and the breakdown')
+    ap.add_argument('--more', action='store_true', help='also time the learners of MORE (method_table): SGD with momentum, CBP, ReDo, second-order and feature-wise UPGD')
     argv = sys.argv[1:] if argv is None else argv   # recorded with the tables
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -311,6 +318,8 @@ def main(argv=None):
                      breakdown=pd.DataFrame([breakdown(S) for S in (1, 2, 4)] if dev.type == 'cpu' else []))
         for k, v in extra.items():
             v.to_csv(out/f'{name}-{k}.csv', index=False); print(f'\n{k}:'); print(v.to_string(index=False))
+    if a.more:
+        v = method_table(dev, methods=tuple(MORE)); v.to_csv(out/f'{name}-more.csv', index=False); print('\nmore:'); print(v.to_string(index=False))
     return t
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()  # python -m upgd_nb.bench (not inside a notebook)

@@ -17,7 +17,7 @@ from .local import LOCAL_CREDITS, SCHEDULES   # registers the `local` learner (l
 from .bridge import BRIDGES
 from .optim import GATINGS, LAMBDA_MAPPINGS
 from .measure import parse_stats, STAT_GROUPS
-from .population import flat_unsupported, fused
+from .population import flat_unsupported, fused, FLAT_LEARNERS
 
 # %% auto 0
 __all__ = ['PHASES', 'IDENTITY', 'BRIDGE_FIELDS', 'P', 'RunConfig', 'ConfigError', 'offline_steps', 'learner_kwargs', 'identity',
@@ -129,7 +129,7 @@ class RunConfig:
     seed: int = P(0, 'seeds every random stream of the run (data, initialisation, noise)', 'run')
     phase: str = P('debug', "the experiment phase: 'debug', 'pilot' or 'frozen' (refuses a dirty git tree; the commit is recorded)", 'run', PHASES)
     device: str = P('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'", 'run')
-    engine: str = P('auto', "'flat' (populations over flat buffers: every learner but cbp, redo, second-order and feature-wise upgd; MLPs and the CNN; statistics per member), 'module' (every learner, statistics), 'auto' (flat where it applies, unless a finished module-engine run of the config exists)", 'engine', ('auto', 'flat', 'module'))
+    engine: str = P('auto', "'flat' (populations over flat buffers: every learner on MLPs, every learner but cbp, redo, second-order and feature-wise upgd on the CNN; statistics per member), 'module' (every learner, statistics), 'auto' (flat where it applies, unless a finished module-engine run of the config exists)", 'engine', ('auto', 'flat', 'module'))
     threads: int = P(1, 'torch CPU threads (1 is fastest for the module engine at batch size 1; the flat engine gains from 2; bit-identical results need the same count)')
     data_root: str = P('', "'' = $UPGD_NB_DATA, else data/ in the repository")
     verify_data: bool = P(True, 'check the data files: official checksums, sample counts and label range')
@@ -369,7 +369,7 @@ def flat_reason(c:RunConfig) -> str|None:
 
 def _was_flat(c:RunConfig) -> bool:
     "Whether `auto` ran `c` on the flat engine before it covered every rule (the fused learners on MLPs, no statistics)."
-    return fused(c.learner, learner_kwargs(c)) and net_kind(c) == 'mlp' and not c.stats
+    return c.learner in FLAT_LEARNERS and fused(c.learner, learner_kwargs(c)) and net_kind(c) == 'mlp' and not c.stats
 
 def _finished_module_run(c:RunConfig) -> bool:
     "Whether a finished module-engine run of `c` is on disk (and `if_exists` keeps it)."

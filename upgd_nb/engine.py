@@ -26,6 +26,7 @@ def net_spec(c:RunConfig, stream) -> dict:
     if spec['kind'] == 'mlp':
         if c.hidden: spec['hidden'] = tuple(int(h) for h in c.hidden.replace(' ', '').split(','))
         if c.act: spec['act'] = c.act
+        if learner_kwargs(c).get('features'): spec['gates'] = True  # feature-wise UPGD reads the gates' utilities
     return spec
 
 # %% ../nbs/52_engine.ipynb
@@ -34,7 +35,6 @@ def build(c:RunConfig, device=None):
     dev = device or get_device(c.device)
     stream = make_task(c.task, c.seed, c.change_freq or None, c.data_root or None, dev, c.verify_data)
     spec = net_spec(c, stream)
-    if learner_kwargs(c).get('features'): spec['gates'] = True  # feature-wise UPGD reads the gates' utilities
     net = build_net(spec, stream.n_inputs, stream.n_outputs, generator(c.seed, 'init')).to(dev)
     return stream, spec, learners[c.learner](net, stream.loss, generator(c.seed, 'noise', dev), **learner_kwargs(c))
 

@@ -14,6 +14,8 @@ from .kernels import step_constants, cpu_step, fused_step_, noise_key, rank1_met
 from .rules import rule, rule_state, rule_unsupported, columns, canonical, layout, SHARED, CURVATURE_SHARED   # SHARED: the switches that select the code path
 from .pcurvature import ACT, DACT, PopCurvature, mlp_input_grads, func_input_grads
 from .curvature import LOSSES
+from .punits import PopUnits, UNIT_LEARNERS
+from .phesscale import mlp_hess_diag_
 from . import ckernel, crules
 
 # %% auto 0
@@ -25,14 +27,16 @@ FLAT_LEARNERS = ('sgd', 'pgd', 'shrink_and_perturb', 'upgd')   # the fused kerne
 RULE_COMPILE_AFTER = 1000   # a torch rule's step is torch.compile'd from this step on (CPU, no C kernel): at a fixed step, so a resumed run computes what the whole run does
 PER_MEMBER_HP = ('lr', 'weight_decay', 'sigma', 'beta_utility', 'eta_min', 'step_factor', 'ubar_min', 'ubar_max', 'non_gated_scale',
                  'beta1', 'beta2', 'eps', 'kappa', 'beta_weight', 'beta_importance', 'ada_step_factor',
-                 'tau', 'lambda_scale', 'lambda_max', 'beta_curvature', 'gate_a', 'gate_b', 'min_gating', 'gate_alpha', 'curvature_scale')  # columns: may differ within a population
+                 'tau', 'lambda_scale', 'lambda_max', 'beta_curvature', 'gate_a', 'gate_b', 'min_gating', 'gate_alpha', 'curvature_scale',
+                 'replacement_rate', 'maturity', 'decay_rate', 'redo_period', 'redo_threshold', 'momentum')  # columns: may differ within a population
 
 def learner_defaults(name:str) -> dict:
     "The hyperparameters of learner `name` with their default values."
     return {k: p.default for k, p in inspect.signature(learners[name]).parameters.items() if k not in ('net', 'loss', 'gen')}
 
 def fused(learner:str, kw:dict) -> bool:
-    "Whether `learner` with hyperparameters `kw` runs on the fused kernels (else on its rule of `upgd_nb.rules`)."
+    "Whether `learner` with hyperparameters `kw` runs on the fused kernels (else on its rule of `upgd_nb.rules`); CBP and ReDo: SGD's, then their unit replacement (`46e_punits`)."
+    if learner in UNIT_LEARNERS: return True
     if learner not in FLAT_LEARNERS: return False
     return learner != 'upgd' or all(kw.get(k, v) == v for k, v in dict(scope='global', order=1, features=False, gated_layers='all').items())
 
@@ -40,7 +44,13 @@ def flat_unsupported(learner:str, kw:dict, spec:dict, stats:str='') -> str|None:
     "Why the flat engine cannot run this learner (`kw` its hyperparameters) on net `spec`; None if it can."
     kw = {**learner_defaults(learner), **kw} if learner in learners else kw
     if not fused(learner, kw) and (why := rule_unsupported(learner, kw)): return why
-    if spec.get('kind') not in ('mlp', 'cnn') or spec.get('gates'): return f"net {spec.get('kind')!r} (the flat engine runs MLPs without gates and the CNN)"
+    kind, feat = spec.get('kind'), learner == 'upgd' and kw.get('features')
+    if kind not in ('mlp', 'cnn'): return f"net {kind!r} (the flat engine runs the MLPs and the CNN)"
+    if learner in UNIT_LEARNERS and kind != 'mlp': return f"{learner} on net {kind!r} (its units are an MLP's hidden units, as the module learner's)"
+    if feat and kind != 'mlp': return f"feature-wise upgd on net {kind!r} (its gates follow an MLP's hidden layers)"
+    if spec.get('gates') and not feat: return 'a net with gates (feature-wise upgd is the learner that reads them)'
+    if learner == 'upgd' and kw.get('order', 1) == 2 and kind != 'mlp':
+        return f"second-order upgd on net {kind!r} (the population's HesScale diagonal is the MLP's, 46f_phesscale; the module engine runs the CNN's)"
     return None   # statistics: every group, per member through shadow learners (47b_population_stats)
 
 # %% ../nbs/47_population.ipynb
@@ -59,13 +69,15 @@ class Population:
         for k in SHARED + CURVATURE_SHARED:
             if len({kw.get(k) for kw in kws}) > 1: raise ValueError(f'{k} must be the same for every member of a population')
         self.spec, self.loss, self.learner, self.members, self.compiled = dict(spec), loss, learner, members, compiled
-        self.device = torch.device(device); self.fused = fused(learner, kws[0]); self.mlp = spec['kind'] == 'mlp'
+        self.device = torch.device(device); self.fused = fused(learner, kws[0])
+        self.mlp = spec['kind'] == 'mlp' and not spec.get('gates')   # the hand-written MLP path (a gated MLP: torch.func's, as the CNN)
         nets = [build_net(spec, n_in, n_out, generator(m['seed'], 'init')) for m in members]
         self.shapes = [tuple(p.shape) for p in nets[0].parameters()]
         self.theta = torch.stack([torch.cat([p.detach().flatten() for p in n.parameters()]) for n in nets]).to(self.device)
-        self.graphs = graphs and self.device.type == 'cuda' and self.fused and self.mlp
+        self.units = PopUnits(learner, [dict(kw, seed=m['seed']) for kw, m in zip(kws, members)], [s[0] for s in self.shapes[:-2:2]], self.device) if learner in UNIT_LEARNERS else None
+        self.graphs = graphs and self.device.type == 'cuda' and self.fused and self.mlp and self.units is None   # replacements are Python: no graph
         cuda, fast = self.device.type == 'cuda', self.fused and self.mlp
-        crule = self.mlp and not self.fused and not cuda   # a rule on an MLP on the CPU: `crules` has its C step
+        crule = self.mlp and not self.fused and not cuda and rule(learner, kws[0]).get('c', True)   # a rule on an MLP on the CPU: `crules` has its C step
         if kernel is None: kernel = 'triton' if cuda or rank1 else 'c' if compiled and rank1 is None and (fast or crule) and (crules if crule else ckernel).lib() else 'compile'
         if kernel not in ('c', 'compile', 'triton'): raise ValueError(f"kernel must be 'c', 'compile' or 'triton', got {kernel!r}")
         if kernel == 'c' and (cuda or not (fast or crule)): raise ValueError('the C kernels run the learners of an MLP on the CPU')
@@ -76,9 +88,10 @@ class Population:
         col = lambda k, d=0.: [kw.get(k, d) for kw in kws]
         self.U, self.st, self.rule, self.curv, self.sig = None, {}, None, None, torch.zeros(len(members), 1, device=self.device)
         if not self.fused:
-            self.rule = rule(learner, kws[0]); self.st = rule_state(self.rule, self.theta)
+            self.rule = rule(learner, kws[0])
+            self.lay = layout(nets[0], kws[0].get('gated_layers', 'all'), self.device, self.rule.get('features', False)) if self.rule.get('layout') else None
+            self.st = rule_state(self.rule, self.theta, self.lay)
             self.hp = columns([canonical(learner, kw) for kw in kws], self.rule['cols'], self.device)
-            self.lay = layout(nets[0], kws[0].get('gated_layers', 'all'), self.device) if self.rule.get('layout') else None
             if 'signal' in self.rule:   # a curvature-gated learner: each member's κ (46d_pcurvature) and the λ or gate formed from it
                 cv = self.rule['curvature']
                 self.curv = PopCurvature([m['seed'] for m in members], self.hp['beta_curvature64'], cv['curvature_every'], cv['curvature_probes'],
@@ -93,6 +106,7 @@ class Population:
         self.keys = torch.tensor([noise_key(derive_seed(m['seed'], 'noise')) for m in members], device=self.device) if noisy else None
         self.t = torch.zeros((), dtype=torch.int64, device=self.device)
         self._W, self._G = self._views(self.theta), None if self.rank1 else self._views(self.grad)
+        self._H = self._views(self.st['hd']) if self.rule and self.rule.get('hess') else None   # second-order UPGD: HesScale's diagonal, written each step
         if not self.mlp: self._func_setup(nets[0].to(self.device))
         if self.rank1:  # δ of every layer in D, the inputs of every layer in A (its last column 1, the bias's input)
             self.meta, self.n_blocks, nd, na = rank1_meta(self.shapes, device=self.device)
@@ -144,7 +158,9 @@ class Population(Population):
             if self.rank1: self._Dv[l].copy_(d); self._Av[l].copy_(h[l])
             else: torch.mul(d.unsqueeze(2), h[l].unsqueeze(1), out=G[2*l]); G[2*l + 1].copy_(d)
             if l: d = torch.bmm(d.unsqueeze(1), W[2*l]).squeeze(1) * DACT[self.act](h[l])
+        if self._H is not None: mlp_hess_diag_(self._H, W, h, self.act, self.loss, y)
         self.step_()
+        if self.units is not None: self.units.after(self._W, h[1:L], int(self.t))   # CBP, ReDo: after the step, from its activations
         return loss.detach(), correct
 
     def _rule_fn(self, t:int):
@@ -200,7 +216,6 @@ class Population(Population):
         correct = (out.argmax(-1) == y).to(out.dtype) if self.loss == 'ce' else torch.full_like(loss, float('nan'))
         return loss.detach(), correct
 
-
 # %% ../nbs/47_population.ipynb
 class Population(Population):
     def _signal(self, x:torch.Tensor, y:torch.Tensor):
@@ -251,9 +266,10 @@ class Population(Population):
 # %% ../nbs/47_population.ipynb
 class Population(Population):
     def member_state(self, s:int) -> dict:
-        "Member s's state: its parameters, utility trace (fused UPGD), its rule's buffers, its curvature signal and the step count."
+        "Member s's state: its parameters, utility trace (fused UPGD), its rule's buffers, its curvature signal, its unit replacement's (CBP, ReDo) and the step count."
         return dict(engine='flat', theta=self.theta[s].cpu().clone(), U=None if self.U is None else self.U[s].cpu().clone(), t=int(self.t),
-                    state={k: v[s].cpu().clone() for k, v in self.st.items()}, curvature=None if self.curv is None else self.curv.member_state(s))
+                    state={k: v[s].cpu().clone() for k, v in self.st.items()}, curvature=None if self.curv is None else self.curv.member_state(s),
+                    units=None if self.units is None else self.units.member_state(s))
 
     def load_member(self, s:int, sd:dict):
         "Set member s to the state `sd` of `member_state`; every member must be at the same step."
@@ -264,7 +280,7 @@ class Population(Population):
         if self.U is not None: self.U[s] = sd['U'].to(self.device)
         for k, v in sd.get('state', {}).items(): self.st[k][s] = v.to(self.device)
         if self.curv is not None: self.curv.load_member(s, sd['curvature'])
-
+        if self.units is not None: self.units.load_member(s, sd['units'])
 
 # %% ../nbs/47_population.ipynb
 def population_bytes(S:int, n_params:int, upgd:bool, n_streams:int, window:int, n_in:int, hidden=(300, 150)) -> int:

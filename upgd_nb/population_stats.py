@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch
 from .core import generator
-from .nets import build_net
+from .nets import build_net, Gate
 from .learners import learners
 from .measure import Meter, parse_stats
 from .curvature import LOSSES
@@ -28,12 +28,17 @@ def _trace(pop):
 
 @torch.no_grad()
 def sync(pop, s:int, l):
-    "Member s's θ into shadow `l`'s parameters and, for UPGD, its trace and step count into the optimizer's state."
+    "Member s's θ into shadow `l`'s parameters and, for UPGD, its trace and step count into the optimizer's state (feature-wise: the gates' trace, on the gates)."
     ps = list(l.net.parameters())
     for p, v in zip(ps, pop._views(pop.theta)): p.copy_(v[s])
     U = _trace(pop)
-    if U is not None and isinstance(l.opt, UPGD):
-        for p, u in zip(ps, pop._views(U)): l.opt.state[p].update(utility=u[s].clone(), step=int(pop.t))
+    if U is None or not isinstance(l.opt, UPGD): return
+    lay = getattr(pop, 'lay', None)
+    if lay is not None and lay.features is not None:   # [S, G]: the gates in θ's order
+        gates = [m.weight for m in l.net if isinstance(m, Gate)]
+        carriers = zip(gates, U[s].split([g.numel() for g in gates]))
+    else: carriers = ((p, u[s]) for p, u in zip(ps, pop._views(U)))
+    for p, u in carriers: l.opt.state[p].update(utility=u.reshape(p.shape).clone(), step=int(pop.t))
 
 def shadow_grad(l, x, y):
     "The gradient of the loss of (x, y) at the shadow's current parameters, into `.grad`, as `Learner.observe` computes it."
