@@ -233,7 +233,7 @@ def rule(learner:str, kw:dict) -> dict:
     if (why := rule_unsupported(learner, kw)): raise ValueError(f'no population rule for {why}')
     if learner == 'l2_init': return dict(step=l2_init_step, state=('init',), cols=('lr', 'weight_decay'), noise=False)
     if learner == 'adamw': return dict(step=adamw_step, state=('m', 'v'), cols=('lr', 'weight_decay', 'beta1', 'beta2', 'eps'), noise=False)
-    if learner == 'sgd_momentum': return dict(step=momentum_step, state=('v',), cols=('lr', 'weight_decay', 'momentum'), noise=False, c=False)
+    if learner == 'sgd_momentum': return dict(step=momentum_step, state=('v',), cols=('lr', 'weight_decay', 'momentum'), noise=False)
     if learner.startswith('s_'):
         imp = learner[2:]
         st = dict(ewc=('w', 'F'), mas=('w', 'F'), si=('w', 'omega', 'delta', 'prev'), rwalk=('w', 'F', 's', 'prev'))[imp]
