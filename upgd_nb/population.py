@@ -70,9 +70,12 @@ class Population:
             if len({kw.get(k) for kw in kws}) > 1: raise ValueError(f'{k} must be the same for every member of a population')
         self.spec, self.loss, self.learner, self.members, self.compiled = dict(spec), loss, learner, members, compiled
         self.device = torch.device(device); self.fused = fused(learner, kws[0])
-        self.mlp = spec['kind'] == 'mlp' and not spec.get('gates')   # the hand-written MLP path (a gated MLP: torch.func's, as the CNN)
+        self.mlp = spec['kind'] == 'mlp'   # the hand-written MLP path (the CNN: torch.func's)
         nets = [build_net(spec, n_in, n_out, generator(m['seed'], 'init')) for m in members]
         self.shapes = [tuple(p.shape) for p in nets[0].parameters()]
+        # per layer the positions of its weight, bias and (a gated MLP's hidden layer) the gate after its activation
+        self._lin = [(i, i + 1, i + 2 if i + 2 < len(self.shapes) and len(self.shapes[i + 2]) == 1 else None)
+                     for i, shp in enumerate(self.shapes) if len(shp) == 2] if self.mlp else []
         self.theta = torch.stack([torch.cat([p.detach().flatten() for p in n.parameters()]) for n in nets]).to(self.device)
         self.units = PopUnits(learner, [dict(kw, seed=m['seed']) for kw, m in zip(kws, members)], [s[0] for s in self.shapes[:-2:2]], self.device) if learner in UNIT_LEARNERS else None
         self.graphs = graphs and self.device.type == 'cuda' and self.fused and self.mlp and self.units is None   # replacements are Python: no graph
@@ -141,11 +144,12 @@ class Population(Population):
         if not self.mlp:
             loss, correct = self._func_observe(x, y); self.step_()
             return loss, correct
-        W, G, L = self._W, self._G, len(self._W) // 2
-        h = [x]
-        for l in range(L):
-            z = torch.baddbmm(W[2*l + 1].unsqueeze(1), h[-1].unsqueeze(1), W[2*l].transpose(1, 2)).squeeze(1)
-            h.append(z if l == L - 1 else ACT[self.act](z))
+        W, G, L = self._W, self._G, len(self._lin)
+        h, a = [x], [x]   # each layer's input and its activation before the gate (the same tensor without gates)
+        for l, (wi, bi, gi) in enumerate(self._lin):
+            z = torch.baddbmm(W[bi].unsqueeze(1), h[-1].unsqueeze(1), W[wi].transpose(1, 2)).squeeze(1)
+            if l == L - 1: h.append(z); break
+            a.append(ACT[self.act](z)); h.append(a[-1] if gi is None else a[-1] * W[gi])
         out = h[-1]
         if self.loss == 'ce':
             logp = out.log_softmax(-1)
@@ -155,9 +159,13 @@ class Population(Population):
             diff = out - y.reshape(out.shape)
             loss, correct, d = (diff * diff).mean(1), torch.full_like(out[:, 0], float('nan')), diff * (2 / self.n_out)
         for l in reversed(range(L)):
+            wi, bi, _ = self._lin[l]
             if self.rank1: self._Dv[l].copy_(d); self._Av[l].copy_(h[l])
-            else: torch.mul(d.unsqueeze(2), h[l].unsqueeze(1), out=G[2*l]); G[2*l + 1].copy_(d)
-            if l: d = torch.bmm(d.unsqueeze(1), W[2*l]).squeeze(1) * DACT[self.act](h[l])
+            else: torch.mul(d.unsqueeze(2), h[l].unsqueeze(1), out=G[wi]); G[bi].copy_(d)
+            if not l: break
+            d, gi = torch.bmm(d.unsqueeze(1), W[wi]).squeeze(1), self._lin[l - 1][2]   # ∂L/∂(layer l's input)
+            if gi is not None: G[gi].copy_(d * a[l]); d = d * W[gi]                    # a gate: its gradient, then through it
+            d = d * DACT[self.act](a[l])
         if self._H is not None: mlp_hess_diag_(self._H, W, h, self.act, self.loss, y)
         self.step_()
         if self.units is not None: self.units.after(self._W, h[1:L], int(self.t))   # CBP, ReDo: after the step, from its activations
