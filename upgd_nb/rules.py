@@ -41,7 +41,7 @@ class Layout:
     n_rows: int
     gated: torch.Tensor
     all_gated: bool = True
-    features: FeatureLayout|None = None   # feature-wise UPGD's map (below)
+    features: object = None   # feature-wise UPGD's map, a `FeatureLayout` (below), or None
 
 def layout(net:nn.Module, gated_layers:str='all', device='cpu', features:bool=False) -> Layout:
     "The `Layout` of `net` for UPGD with `gated_layers` (and `features`: feature-wise UPGD's map of its gates)."
