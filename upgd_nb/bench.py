@@ -19,9 +19,9 @@ from .nets import build_net
 from .core import generator
 
 # %% auto 0
-__all__ = ['BYTES_PER_PARAM', 'KERNEL_BYTES', 'COMPARISON', 'MORE', 'RefUPGD', 'RefSGD', 'PerSampleMNIST', 'reference_loop',
-           'population_throughput', 'copy_bandwidth', 'bench_table', 'method_table', 'cnn_throughput', 'stats_cost',
-           'breakdown', 'cuda_checks', 'main']
+__all__ = ['BYTES_PER_PARAM', 'KERNEL_BYTES', 'COMPARISON', 'MORE', 'HESSIAN_HVPS', 'HESSIAN_BUILDS', 'RefUPGD', 'RefSGD',
+           'PerSampleMNIST', 'reference_loop', 'population_throughput', 'copy_bandwidth', 'bench_table', 'method_table',
+           'cnn_throughput', 'stats_cost', 'hessian_floor', 'breakdown', 'cuda_checks', 'main']
 
 # %% ../nbs/48_bench.ipynb
 class RefUPGD(torch.optim.Optimizer):
@@ -215,7 +215,34 @@ def stats_cost(stats:str|None=None, learner:str='upgd', S:int=4, n_steps:int=100
     for k, v in specs.items():   # each against a population without statistics timed just before it: drift on a shared machine cancels
         base, r = rate(''), rate(v)
         rows.append(dict(statistics=k, schedule=v, learner_steps_per_s=round(r), without=round(base), cost=round(1 - r / base, 3)))
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    every = parse_stats(stats).get('hessian')
+    if every:   # the floor of the Hessian group: its arithmetic at the GEMM rate measured now, against the step timed without statistics
+        f = hessian_floor(build_net(st.net, st.n_inputs, st.n_outputs, generator(0, 'init')), RunConfig(task=task, learner=learner).stats_probe)
+        x = f['seconds'] / every   # per learner-step
+        hs = out.schedule.str.contains('hessian')
+        out.loc[hs, 'floor_cost'] = [round(x / (1 / b + x), 3) for b in out.without[hs]]
+        out.loc[hs, 'hessian_gflop'], out.loc[hs, 'gemm_gflops'] = f['gflop'], f['gemm_gflops']
+        out.attrs['hessian_floor'] = f
+    return out
+
+# %% ../nbs/48_bench.ipynb
+HESSIAN_HVPS, HESSIAN_BUILDS = 10 + 30 + 20, 3   # products (Hutchinson, power iteration at most, Lanczos) and graphs (one per estimator) per measurement
+
+def hessian_floor(net:nn.Module, probe:int=256, hvps:int=HESSIAN_HVPS, builds:int=HESSIAN_BUILDS, reps:int=20) -> dict:
+    "The least time of one Hessian measurement of `net` (an MLP) on `probe` samples: its multiply–adds at the GEMM rate measured here."
+    lins = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not lins or any(isinstance(m, nn.modules.conv._ConvNd) for m in net.modules()):
+        raise ValueError(f'hessian_floor counts an MLP of Linear layers, got {type(net).__name__} with {sorted({type(m).__name__ for m in net.modules()})}')
+    mn = [m.in_features * m.out_features for m in lins]
+    macs = probe * (builds * (2 * mn[0] + 3 * sum(mn[1:])) + hvps * (3 * mn[0] + 6 * sum(mn[1:])))
+    a = [torch.randn(probe, m.in_features) for m in lins]; w = [m.weight.detach().T.contiguous() for m in lins]
+    for x, y in zip(a, w): x @ y   # warm
+    t = time.perf_counter()
+    for _ in range(reps):
+        for x, y in zip(a, w): x @ y
+    rate = reps * probe * sum(mn) / (time.perf_counter() - t)   # multiply–adds per second of exactly these products
+    return dict(hvps=hvps, probe=probe, gflop=round(2 * macs / 1e9, 2), gemm_gflops=round(2 * rate / 1e9, 1), seconds=macs / rate)
 
 # %% ../nbs/48_bench.ipynb
 def breakdown(S:int=1, n:int=1000, hp:dict|None=None, hidden=(300, 150), n_in:int=784) -> dict:
@@ -318,6 +345,7 @@ def main(argv=None):
                      breakdown=pd.DataFrame([breakdown(S) for S in (1, 2, 4)] if dev.type == 'cpu' else []))
         for k, v in extra.items():
             v.to_csv(out/f'{name}-{k}.csv', index=False); print(f'\n{k}:'); print(v.to_string(index=False))
+        if 'hessian_floor' in extra['stats'].attrs: print('the Hessian group\'s floor:', extra['stats'].attrs['hessian_floor'])
     if a.more:
         v = method_table(dev, methods=tuple(MORE)); v.to_csv(out/f'{name}-more.csv', index=False); print('\nmore:'); print(v.to_string(index=False))
     return t

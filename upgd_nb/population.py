@@ -77,7 +77,8 @@ class Population:
         self._lin = [(i, i + 1, i + 2 if i + 2 < len(self.shapes) and len(self.shapes[i + 2]) == 1 else None)
                      for i, shp in enumerate(self.shapes) if len(shp) == 2] if self.mlp else []
         self.theta = torch.stack([torch.cat([p.detach().flatten() for p in n.parameters()]) for n in nets]).to(self.device)
-        self.units = PopUnits(learner, [dict(kw, seed=m['seed']) for kw, m in zip(kws, members)], [s[0] for s in self.shapes[:-2:2]], self.device) if learner in UNIT_LEARNERS else None
+        widths = [self.shapes[wi][0] for wi, _, _ in self._lin[:-1]]                            # the hidden layers' units
+        self.units = PopUnits(learner, [dict(kw, seed=m['seed']) for kw, m in zip(kws, members)], widths, self.device) if learner in UNIT_LEARNERS else None
         self.graphs = graphs and self.device.type == 'cuda' and self.fused and self.mlp and self.units is None   # replacements are Python: no graph
         cuda, fast = self.device.type == 'cuda', self.fused and self.mlp
         crule = self.mlp and not self.fused and not cuda and rule(learner, kws[0]).get('c', True)   # a rule on an MLP on the CPU: `crules` has its C step
@@ -109,7 +110,7 @@ class Population:
         self.keys = torch.tensor([noise_key(derive_seed(m['seed'], 'noise')) for m in members], device=self.device) if noisy else None
         self.t = torch.zeros((), dtype=torch.int64, device=self.device)
         self._W, self._G = self._views(self.theta), None if self.rank1 else self._views(self.grad)
-        self._H = self._views(self.st['hd']) if self.rule and self.rule.get('hess') else None   # second-order UPGD: HesScale's diagonal, written each step
+        self._H = self._lin_views(self._views(self.st['hd'])) if self.rule and self.rule.get('hess') else None   # second-order UPGD: HesScale's diagonal, written each step
         if not self.mlp: self._func_setup(nets[0].to(self.device))
         if self.rank1:  # δ of every layer in D, the inputs of every layer in A (its last column 1, the bias's input)
             self.meta, self.n_blocks, nd, na = rank1_meta(self.shapes, device=self.device)
@@ -123,6 +124,13 @@ class Population:
                                                          self.protect, self.eta, self._z)
             else: self._cstep = crules.prepare(learner, kws[0], self.theta, self.D, self.A, self.rows, self.st, self.hp, self.keys, self.lay, self._z, self.sig)
         self._graph = None
+
+    def _lin_views(self, views:list) -> list[torch.Tensor]:
+        "[W₀, b₀, W₁, b₁, …] of `views`: each linear layer's weight and bias by the one layer table `_lin` (what unit replacement and HesScale index as 2l, 2l + 1)."
+        return [views[i] for wi, bi, _ in self._lin for i in (wi, bi)]
+
+    @property
+    def _Wl(self) -> list[torch.Tensor]: return self._lin_views(self._W)
 
     def _views(self, buf) -> list[torch.Tensor]:
         out, o = [], 0
@@ -166,9 +174,9 @@ class Population(Population):
             d, gi = torch.bmm(d.unsqueeze(1), W[wi]).squeeze(1), self._lin[l - 1][2]   # ∂L/∂(layer l's input)
             if gi is not None: G[gi].copy_(d * a[l]); d = d * W[gi]                    # a gate: its gradient, then through it
             d = d * DACT[self.act](a[l])
-        if self._H is not None: mlp_hess_diag_(self._H, W, h, self.act, self.loss, y)
+        if self._H is not None: mlp_hess_diag_(self._H, self._Wl, h, self.act, self.loss, y)
         self.step_()
-        if self.units is not None: self.units.after(self._W, h[1:L], int(self.t))   # CBP, ReDo: after the step, from its activations
+        if self.units is not None: self.units.after(self._Wl, h[1:L], int(self.t))   # CBP, ReDo: after the step, from its activations
         return loss.detach(), correct
 
     def _rule_fn(self, t:int):
