@@ -60,20 +60,29 @@ class PopCurvature:
         "The bias-corrected EMA κ̂ [S] (NaN before the first κ)."
         return self.ema / (1 - self.beta ** self.count) if self.count else torch.full_like(self.ema, float('nan'))
 
+    def due(self) -> bool: return self.t % self.every == 0
+
     @torch.no_grad()
+    def inputs(self, x:torch.Tensor) -> torch.Tensor:
+        "[S, 1 + probes, …]: each learner's sample x[s] and its probes x[s] + h·v (drawn now from the learner's generator): the batch `record` reads the input gradients of."
+        v = torch.stack([rademacher((1, self.probes, *x.shape[1:]), g, self.device, x.dtype)[0] for g in self.gens])   # [S, probes, …]
+        return torch.cat([x.unsqueeze(1), x.unsqueeze(1) + self.h * v], 1)
+
+    @torch.no_grad()
+    def record(self, g:torch.Tensor):
+        "κ of each learner from the input gradients g [S, 1 + probes, …] of `inputs`' batch (row 0: the sample); one step passes."
+        g = g.flatten(2)
+        diff = (g[:, 1:] - g[:, :1]).norm(dim=-1)                 # [S, probes]
+        if self.opts['normalize']: diff = diff / self.h
+        k = (diff ** 2 if self.opts['squared'] else diff).mean(1).double()
+        self.count += 1; self.kappa = k; self.ema = self.beta * self.ema + (1 - self.beta) * k
+        self.t += 1
+
     def before(self, x:torch.Tensor, y:torch.Tensor, grads):
         "Measure κ of each learner at its sample x[s], y[s] when due; `grads(xs [S, B, …], ys [S, B, …])` gives the input gradients."
-        if self.t % self.every == 0:
-            S, shp = x.shape[0], x.shape[1:]
-            v = torch.stack([rademacher((1, self.probes, *shp), g, self.device, x.dtype)[0] for g in self.gens])   # [S, probes, …]
-            xs = torch.cat([x.unsqueeze(1), x.unsqueeze(1) + self.h * v], 1)
-            ys = y.unsqueeze(1).expand(S, 1 + self.probes, *y.shape[1:])
-            g = grads(xs, ys).flatten(2)
-            diff = (g[:, 1:] - g[:, :1]).norm(dim=-1)                 # [S, probes]
-            if self.opts['normalize']: diff = diff / self.h
-            k = (diff ** 2 if self.opts['squared'] else diff).mean(1).double()
-            self.count += 1; self.kappa = k; self.ema = self.beta * self.ema + (1 - self.beta) * k
-        self.t += 1
+        if not self.due(): self.t += 1; return
+        xs = self.inputs(x)
+        self.record(grads(xs, y.unsqueeze(1).expand(x.shape[0], 1 + self.probes, *y.shape[1:])))
 
     def member_state(self, s:int) -> dict:
         return dict(t=self.t, count=self.count, kappa=float(self.kappa[s]), ema=float(self.ema[s]), gen=self.gens[s].get_state())

@@ -111,6 +111,7 @@ class Population:
         self.t = torch.zeros((), dtype=torch.int64, device=self.device)
         self._W, self._G = self._views(self.theta), None if self.rank1 else self._views(self.grad)
         self._H = self._lin_views(self._views(self.st['hd'])) if self.rule and self.rule.get('hess') else None   # second-order UPGD: HesScale's diagonal, written each step
+        self.fork = self.curv is not None and self.mlp and self._H is None and self.units is None and all(g is None for *_, g in self._lin)   # κ's pass carries the step's (below)
         if not self.mlp: self._func_setup(nets[0].to(self.device))
         if self.rank1:  # δ of every layer in D, the inputs of every layer in A (its last column 1, the bias's input)
             self.meta, self.n_blocks, nd, na = rank1_meta(self.shapes, device=self.device)
@@ -148,7 +149,9 @@ class Population:
 class Population(Population):
     def observe(self, x:torch.Tensor, y:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Learner s predicts `x[s]`, is scored against `y[s]`, then steps: (loss [S], correct [S]; NaN for 'mse')."
-        if self.curv is not None: self._signal(x, y)   # κ before the step, at the weights the step starts from
+        if self.curv is not None:   # κ before the step, at the weights the step starts from
+            if self.fork and self.curv.due(): return self._observe_fork(x, y)
+            self._signal(x, y)
         if not self.mlp:
             loss, correct = self._func_observe(x, y); self.step_()
             return loss, correct
@@ -234,11 +237,39 @@ class Population(Population):
 
 # %% ../nbs/47_population.ipynb
 class Population(Population):
+    def _lam(self):
+        "This step's λ (or SGD gate) from the latest κ and κ̂, into `sig`."
+        self.sig.copy_(self.rule['signal'](self.curv.kappa[:, None], self.curv.kappa_hat()[:, None], self.hp))
+
     def _signal(self, x:torch.Tensor, y:torch.Tensor):
         "Each member's κ at its sample (x[s], y[s]) when due, and this step's λ (or SGD gate) into `sig`."
         grads = (lambda a, b: mlp_input_grads(self._W, self.act, self.loss, a, b)) if self.mlp else (lambda a, b: self._gx(self.theta, a, b))
-        self.curv.before(x, y, grads)
-        self.sig.copy_(self.rule['signal'](self.curv.kappa[:, None], self.curv.kappa_hat()[:, None], self.hp))
+        self.curv.before(x, y, grads); self._lam()
+
+    def _observe_fork(self, x:torch.Tensor, y:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "`observe` at a step that measures κ, on an ungated MLP: one pass over each member's sample and probes [S, 1 + probes, n_in]."
+        W, L = self._W, len(self._lin)
+        h = [self.curv.inputs(x)]
+        for l, (wi, bi, _) in enumerate(self._lin):
+            z = torch.baddbmm(W[bi].unsqueeze(1), h[-1], W[wi].transpose(1, 2))
+            h.append(z if l == L - 1 else ACT[self.act](z))
+        out = h[-1]
+        if self.loss == 'ce':
+            logp = out.log_softmax(-1)
+            loss, correct = -logp[:, 0].gather(1, y[:, None]).squeeze(1), (out[:, 0].argmax(-1) == y).to(out.dtype)
+            d = logp.exp().scatter_add(2, y[:, None, None].expand(-1, out.shape[1], 1), -torch.ones_like(logp[..., :1]))
+        else:
+            diff = out - y.reshape(out.shape[0], 1, -1)
+            loss, correct, d = (diff[:, 0] ** 2).mean(1), torch.full_like(out[:, 0, 0], float('nan')), diff * (2 / self.n_out)
+        for l in reversed(range(L)):
+            wi, bi, _ = self._lin[l]
+            if self.rank1: self._Dv[l].copy_(d[:, 0]); self._Av[l].copy_(h[l][:, 0])
+            else: torch.mul(d[:, 0].unsqueeze(2), h[l][:, 0].unsqueeze(1), out=self._G[wi]); self._G[bi].copy_(d[:, 0])
+            d = torch.bmm(d, W[wi])   # ∂L/∂(layer l's input) of every row; at l = 0 the input gradients
+            if l: d = d * DACT[self.act](h[l])
+        self.curv.record(d); self._lam()
+        self.step_()
+        return loss.detach(), correct
 
 # %% ../nbs/47_population.ipynb
 class Population(Population):
