@@ -25,7 +25,7 @@ METHODS = ('sgd', 'upgd', 'upgd_input_aware')
 def method_config(task:str, method:str) -> dict:
     "RunConfig arguments of `method` in the study: the paper's UPGD setting for `task`; `sgd` is that UPGD without noise or gate."
     u = paper_best(task, 'upgd')
-    if method == 'sgd': return dict(learner='upgd', lr=u['lr'], beta_utility=u['beta_utility'], sigma=0.0, protect=False, weight_decay=0.0)
+    if method == 'sgd': return dict(learner='upgd', lr=u['lr'], beta_utility=u['beta_utility'], sigma=0.0, protect=False, weight_decay=u['weight_decay'])
     if method == 'upgd': return dict(learner='upgd', protect=True, **u)
     if method == 'upgd_input_aware': return dict(learner='upgd_input_aware', **paper_best(task, 'upgd_input_aware'))
     raise ValueError(f'method must be one of {METHODS}, got {method!r}')
