@@ -10,15 +10,15 @@ import torch.nn.functional as F
 from .stats import (sample_plasticity, zero_fraction, dead_fraction, dormant_fraction, param_norms, rank_ratio,
                            effective_rank, stable_rank, utility_stats, _weights)
 from .curvature import difference_norms, hutchinson_trace, top_eigenvalue, lanczos, spectrum_summary
-from .optim import UPGD
+from .optim import UPGD, SGD
 from .hesscale import hesscale
 from .curvature import LOSSES
 
 # %% auto 0
-__all__ = ['STAT_GROUPS', 'parse_stats', 'Meter']
+__all__ = ['STAT_GROUPS', 'parse_stats', 'curvature_gated', 'gate_stats', 'Meter']
 
 # %% ../nbs/45_measure.ipynb
-STAT_GROUPS = ('plasticity', 'units', 'norms', 'rank', 'utility', 'input_curvature', 'hesscale', 'hessian')
+STAT_GROUPS = ('plasticity', 'units', 'norms', 'rank', 'utility', 'input_curvature', 'hesscale', 'hessian', 'gate')
 
 def parse_stats(spec:str) -> dict[str, int]:
     "'group:N,…' → {group: N}; an error names the valid groups."
@@ -32,6 +32,20 @@ def parse_stats(spec:str) -> dict[str, int]:
     return out
 
 # %% ../nbs/45_measure.ipynb
+def curvature_gated(opt) -> bool:
+    "Whether `opt` gates by a curvature signal: curvature-gated UPGD (a gating other than 'upgd', or the anchor) or SGD with `curvature_gate`."
+    if isinstance(opt, UPGD): return opt._lambda() is not None
+    return isinstance(opt, SGD) and any(g['curvature_gate'] for g in opt.param_groups)
+
+def gate_stats(opt) -> dict:
+    "The learner's latest κ, its EMA κ̂ (NaN before the first) and this step's λ(κ) (UPGD) or gate (SGD)."
+    k, kh, nan = opt.curvature['kappa'], opt.kappa_hat(), float('nan')
+    out = {'gate/kappa': nan if k is None else k, 'gate/kappa_hat': nan if kh is None else kh}
+    if isinstance(opt, UPGD): out['gate/lambda'] = float(opt._lambda())
+    else: out['gate/sgd_gate'] = float(opt._gate(opt.param_groups[0]))
+    return out
+
+# %% ../nbs/45_measure.ipynb
 class Meter:
     "Measures `learner` on the schedule `spec`; `before`/`after` wrap each step, `close` ends a window."
     def __init__(self, spec:str|dict, learner, generator:torch.Generator, probe_size:int=256, series:bool=False,
@@ -40,6 +54,9 @@ class Meter:
         self.every = parse_stats(spec) if isinstance(spec, str) else dict(spec)
         if 'utility' in self.every and not isinstance(learner.opt, UPGD):
             raise ValueError(f'the utility statistics need a UPGD optimizer; this learner uses {type(learner.opt).__name__}')
+        if 'gate' in self.every and not curvature_gated(learner.opt):
+            raise ValueError('the gate statistics need a curvature-gated learner (upgd_input_aware, sgd_curvature_gating)')
+        self.gate_fn = lambda: gate_stats(self.l.opt)   # a population sets its own: its κ lives outside the shadow learner
         self.l, self.gen, self.probe_size, self.keep_series, self.dormant_tau = learner, generator, probe_size, series, dormant_tau
         self.names = {p: n for n, p in learner.net.named_parameters()}
         self.probe_fn, self.probe_x, self.probe_y, self.n_probe = probe, None, None, 0
@@ -93,6 +110,7 @@ class Meter(Meter):
             v['effective_rank'] = sum(effective_rank(W) for W in Ws) / len(Ws)
             v['stable_rank'] = sum(stable_rank(W) for W in Ws) / len(Ws)
         if self.due('utility', step): v.update(utility_stats(self.l.opt, self.names))
+        if self.due('gate', step): v.update(self.gate_fn())
         if self.due('hesscale', step):
             hv = torch.cat([t.flatten() for t in hesscale(net, x, y, self.l.loss).values()])
             v.update({'hesscale/l1': float(hv.abs().sum()), 'hesscale/mean': float(hv.mean()), 'hesscale/max': float(hv.max()),

@@ -13,7 +13,7 @@ from .curvature import LOSSES
 from .optim import UPGD
 
 # %% auto 0
-__all__ = ['shadow', 'sync', 'shadow_grad', 'MemberMeters']
+__all__ = ['shadow', 'sync', 'shadow_grad', 'member_gate', 'MemberMeters']
 
 # %% ../nbs/47b_population_stats.ipynb
 def shadow(pop, s:int, learner:str, kw:dict, n_in, n_out:int):
@@ -46,6 +46,12 @@ def shadow_grad(l, x, y):
     with torch.enable_grad(): LOSSES[l.loss](l.net(x), y).backward()
 
 # %% ../nbs/47b_population_stats.ipynb
+def member_gate(pop, s:int) -> dict:
+    "Member s's curvature gate this step, from the population (its κ and EMA live there, not in the shadow): κ, κ̂ and λ or SGD's gate."
+    name = 'gate/sgd_gate' if pop.learner == 'sgd_curvature_gating' else 'gate/lambda'
+    return {'gate/kappa': float(pop.curv.kappa[s]), 'gate/kappa_hat': float(pop.curv.kappa_hat()[s]), name: float(pop.sig[s, 0])}
+
+# %% ../nbs/47b_population_stats.ipynb
 class MemberMeters:
     "A `Meter` per member of `pop`, each on its shadow learner; `advance` runs a window of the population with them measuring."
     def __init__(self, pop, cs:list, streams:list, n_in, n_out:int):
@@ -57,6 +63,9 @@ class MemberMeters:
         for s, (c, l) in enumerate(zip(cs, self.shadows)):
             probe = (lambda st=streams[s], n=c.stats_probe: st.probe_set(n)) if c.stats_probe_set == 'fixed' else None
             self.meters.append(Meter(c.stats, l, generator(c.seed, 'stats', pop.device), c.stats_probe, c.stats_series, probe=probe))
+
+        for s, m in enumerate(self.meters):
+            if 'gate' in m.every: m.gate_fn = lambda s=s: member_gate(pop, s)
 
     def due(self, step:int) -> bool: return any((step + 1) % n == 0 for n in self.every.values())
 
