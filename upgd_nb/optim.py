@@ -11,7 +11,7 @@ import torch.nn.functional as F
 # %% auto 0
 __all__ = ['LAMBDA_MAPPINGS', 'GATINGS', 'first_order_utility', 'trace_', 'second_order_utility', 'bias_correction',
            'scale_global', 'scale_local', 'perturbed_step_', 'NoisyOptimizer', 'SGD', 'curvature_lambda',
-           'curvature_gate', 'UPGD']
+           'curvature_gate', 'log_ratio_scale', 'UPGD']
 
 # %% ../nbs/35_optim.ipynb
 def first_order_utility(p:torch.Tensor, g:torch.Tensor) -> torch.Tensor:
@@ -133,7 +133,7 @@ class SGD(NoisyOptimizer):
             perturbed_step_(p, p.grad, lr, wd, self._noise(p, g['sigma']))
 
 # %% ../nbs/35_optim.ipynb
-LAMBDA_MAPPINGS = ('sigmoid', 'centered_linear', 'ratio', 'tau_ratio', 'sigmoid_tau_ratio')
+LAMBDA_MAPPINGS = ('sigmoid', 'centered_linear', 'ratio', 'tau_ratio', 'sigmoid_tau_ratio', 'log_ratio', 'constant')
 GATINGS = ('upgd', 'linear_clamp', 'option_c', 'option_d')
 
 def curvature_lambda(kappa:float, kappa_hat:float, mapping:str='sigmoid', tau:float=1., scale:float=0.1,
@@ -144,6 +144,8 @@ def curvature_lambda(kappa:float, kappa_hat:float, mapping:str='sigmoid', tau:fl
     elif mapping == 'ratio': lam = kappa / max(kappa_hat, 1e-12)
     elif mapping == 'tau_ratio': lam = kappa / tau
     elif mapping == 'sigmoid_tau_ratio': lam = lambda_max * _sigmoid((kappa - tau) / tau)
+    elif mapping == 'log_ratio': lam = lambda_max * _sigmoid((math.log(max(kappa, 1e-30)) - math.log(max(kappa_hat, 1e-12))) / scale)
+    elif mapping == 'constant': lam = lambda_max
     else: raise ValueError(f'lambda_mapping must be one of {LAMBDA_MAPPINGS}, got {mapping!r}')
     return min(max(lam, 0.), lambda_max)
 
@@ -155,6 +157,16 @@ def curvature_gate(ubar:torch.Tensor, lam:float, gating:str='linear_clamp', a:fl
     if gating == 'option_c': return (1 / (1 + a * lam + b * ubar)).clamp(min_gating, 1)
     if gating == 'option_d': return ((1 - ubar) / max(lam, 1e-12) ** alpha).clamp(min_gating, 1)
     raise ValueError(f'gating must be one of {GATINGS}, got {gating!r}')
+
+# %% ../nbs/35_optim.ipynb
+def log_ratio_scale(kappa, kappa_hat, coverage:float=0.8) -> float:
+    "The s of the 'log_ratio' mapping that spreads the central `coverage` of the measured ln(κ/κ̂) over that share of λ's range."
+    if not 0 < coverage < 1: raise ValueError(f'coverage must be in (0, 1), got {coverage}')
+    r = (torch.as_tensor(kappa, dtype=torch.float64).clamp(min=1e-30) / torch.as_tensor(kappa_hat, dtype=torch.float64).clamp(min=1e-12)).log()
+    r = r[r.isfinite()]
+    if r.numel() < 10: raise ValueError(f'need at least 10 finite κ/κ̂ values to set the scale, got {r.numel()}')
+    lo, hi = torch.quantile(r, torch.tensor([(1 - coverage) / 2, (1 + coverage) / 2], dtype=torch.float64)).tolist()
+    return (hi - lo) / (2 * math.log((1 + coverage) / (1 - coverage)))
 
 # %% ../nbs/35_optim.ipynb
 class UPGD(NoisyOptimizer):
@@ -240,9 +252,10 @@ class UPGD(UPGD):
         return (st['exp_avg'] / bias_correction(b1, t)) / ((st['exp_avg_sq'] / bias_correction(b2, t)).sqrt() + g['eps'])
 
     def _lambda(self) -> float|None:
-        "λ(κ) of curvature-gated UPGD: None for plain UPGD, 0 before the first κ."
+        "λ(κ) of curvature-gated UPGD: None for plain UPGD, 0 before the first κ (λ_max throughout for 'constant')."
         if self.gating == 'upgd' and not self.anchor: return None
         k = self.curvature['kappa']
+        if self.lam_args['mapping'] == 'constant': return self.lam_args['lambda_max']
         return 0. if k is None else curvature_lambda(k, self.kappa_hat(), **self.lam_args)
 
     def _scaled(self, g, U, bc, eta) -> torch.Tensor:

@@ -142,6 +142,8 @@ def curvature_signal(kappa:torch.Tensor, kappa_hat:torch.Tensor, hp:dict, learne
     elif mapping == 'ratio': lam = k / kh.clamp(min=1e-12)
     elif mapping == 'tau_ratio': lam = k / tau
     elif mapping == 'sigmoid_tau_ratio': lam = lmax * torch.sigmoid((k - tau) / tau)
+    elif mapping == 'log_ratio': lam = lmax * torch.sigmoid((k.clamp(min=1e-30).log() - kh.clamp(min=1e-12).log()) / sc)
+    elif mapping == 'constant': return lmax.expand_as(k).float()           # λ_max whatever κ is, before the first κ too
     else: raise ValueError(f'lambda_mapping must be one of {LAMBDA_MAPPINGS}, got {mapping!r}')
     return torch.where(k.isnan(), 0., torch.minimum(lam.clamp(min=0), lmax)).float()
 
